@@ -1,0 +1,176 @@
+"""The pre-flight Lambda: a thin shell around decisions.py and report.py.
+
+Two phases, both called by the state machine:
+- ``{"phase": "plan", "input": <execution input>, "startTime": "..."}`` reads the managed users, their keys,
+  tags and secret metadata (never a secret value) and returns the plan: what each user needs.
+- ``{"phase": "report", "plan": ..., "results": [...]}`` turns the plan and the per-user results into the
+  run's summary and email text.
+Configuration comes from environment variables set by template.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import boto3
+from botocore.exceptions import ClientError
+
+import decisions  # the Lambda runtime puts this directory on sys.path; the emulator and tests do too
+import report
+
+logger = logging.getLogger()
+logger.setLevel(logging.INFO)
+
+InvalidInput = decisions.InvalidInput
+
+
+@dataclass(frozen=True)
+class Settings:
+    policy: decisions.Policy
+    user_path: str
+    user_tag_key: str
+    user_tag_value: str
+    secret_name_prefix: str
+    dry_run: bool
+    sender_email: str
+    notification_emails: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> Settings:
+        return cls(
+            policy=decisions.Policy.from_days(
+                int(env["MAX_KEY_AGE_DAYS"]), int(env["INSTALL_WINDOW_DAYS"]), int(env["RECOVERY_WINDOW_DAYS"])
+            ),
+            user_path=env.get("USER_PATH", "/"),
+            user_tag_key=env.get("USER_TAG_KEY", ""),
+            user_tag_value=env.get("USER_TAG_VALUE", ""),
+            secret_name_prefix=env.get("SECRET_NAME_PREFIX", ""),
+            dry_run=env.get("DRY_RUN", "false").lower() == "true",
+            sender_email=env.get("SENDER_EMAIL", ""),
+            notification_emails=tuple(e.strip() for e in env.get("NOTIFICATION_EMAILS", "").split(",") if e.strip()),
+        )
+
+    def scope(self) -> str:
+        tag = f" tagged {self.user_tag_key}={self.user_tag_value}" if self.user_tag_key else ""
+        return f"users under path {self.user_path}{tag}"
+
+
+def handler(event, context):
+    phase = event.get("phase") if isinstance(event, dict) else None
+    settings = Settings.from_env()
+    if phase == "plan":
+        return plan_run(event, settings, boto3.client("iam"), boto3.client("secretsmanager"))
+    if phase == "report":
+        return report.build(event, settings)
+    raise InvalidInput(f'unknown phase {phase!r}: the event must hold "phase": "plan" or "report"')
+
+
+def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
+    request = decisions.parse_run_request(event.get("input", {}), event.get("startTime"))
+    users = _requested_users(iam, settings, request.users) if request.users else _managed_users(iam, settings)
+
+    actions, blocked, unchanged = [], [], 0
+    for name, tags in users:
+        keys, obsolete_tags = _keys(iam, name, tags)
+        secret_name = settings.secret_name_prefix + name
+        secret = _secret(secretsmanager, secret_name)
+        decision = decisions.decide(
+            name, keys, secret, request.time, settings.policy, force=request.force, obsolete_tags=obsolete_tags
+        )
+        logger.info("user %s: %s (%s)", name, decision.outcome, decision.reason)
+        if decision.outcome == "blocked":
+            blocked.append({"user": name, "reason": decision.reason})
+        if decision.has_actions:
+            actions.append(report.plan_item(decision, secret_name, request.time))
+        elif decision.outcome != "blocked":
+            unchanged += 1
+
+    return {
+        "time": decisions.format_time(request.time),
+        "dryRun": request.dry_run or settings.dry_run,
+        "scheduled": request.scheduled,
+        "managedUsers": len(users),
+        "unchangedUsers": unchanged,
+        "actions": actions,
+        "blocked": blocked,
+    }
+
+
+def _managed_users(iam, settings: Settings) -> list[tuple[str, dict | None]]:
+    """Every managed user as (name, tags); tags are read only where a tag decides."""
+    found = []
+    for page in iam.get_paginator("list_users").paginate(PathPrefix=settings.user_path):
+        for user in page["Users"]:
+            tags = _tags(iam, user["UserName"]) if settings.user_tag_key else None
+            if decisions.is_managed(
+                user["Path"], tags or {}, settings.user_path, settings.user_tag_key, settings.user_tag_value
+            ):
+                found.append((user["UserName"], tags))
+    return found
+
+
+def _requested_users(iam, settings: Settings, names) -> list[tuple[str, dict | None]]:
+    """The users an on-demand run names; any that does not exist or is outside the scope rejects the run."""
+    found, problems = [], []
+    for name in names:
+        try:
+            user = iam.get_user(UserName=name)["User"]
+        except iam.exceptions.NoSuchEntityException:
+            problems.append(f"no IAM user is named {name}")
+            continue
+        tags = {t["Key"]: t["Value"] for t in user.get("Tags", [])}
+        if decisions.is_managed(user["Path"], tags, settings.user_path, settings.user_tag_key, settings.user_tag_value):
+            found.append((name, tags))
+        else:
+            problems.append(f"user {name} is not managed by this stack (it manages {settings.scope()})")
+    if problems:
+        raise InvalidInput("; ".join(problems) + ". Nothing was changed.")
+    return found
+
+
+def _tags(iam, name: str) -> dict:
+    tags = {}
+    for page in iam.get_paginator("list_user_tags").paginate(UserName=name):
+        tags.update({t["Key"]: t["Value"] for t in page["Tags"]})
+    return tags
+
+
+def _keys(iam, name: str, tags: dict | None) -> tuple[list[decisions.Key], tuple[str, ...]]:
+    """The user's keys, and the key ids whose inactive-since tag is obsolete (key re-activated or gone)."""
+    pages = iam.get_paginator("list_access_keys").paginate(UserName=name)
+    metadata = [k for page in pages for k in page["AccessKeyMetadata"]]
+    inactive_ids = {k["AccessKeyId"] for k in metadata if k["Status"] != "Active"}
+    if tags is None and (inactive_ids or len(metadata) > 1):
+        tags = _tags(iam, name)  # only a user with an Inactive or a second key can have tags that matter here
+    inactive_since = decisions.parse_inactive_since_tags(tags or {})
+    keys = [
+        decisions.Key(
+            id=k["AccessKeyId"],
+            active=k["AccessKeyId"] not in inactive_ids,
+            created=k["CreateDate"],
+            inactive_since=inactive_since.get(k["AccessKeyId"]),
+        )
+        for k in metadata
+    ]
+    return keys, tuple(sorted(set(inactive_since) - inactive_ids))
+
+
+def _secret(secretsmanager, name: str) -> decisions.Secret:
+    try:
+        described = secretsmanager.describe_secret(SecretId=name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            return decisions.MISSING_SECRET
+        raise
+    current_version = next(
+        (vid for vid, stages in described.get("VersionIdsToStages", {}).items() if "AWSCURRENT" in stages), None
+    )
+    key_id = decisions.key_id_from_version_id(current_version) if current_version else None
+    return decisions.Secret(
+        exists=True,
+        key_id=key_id,
+        foreign=current_version is not None and key_id is None,
+        scheduled_for_deletion="DeletedDate" in described,
+    )

@@ -1,0 +1,332 @@
+"""What the workflow must do for one user, decided from the user's keys, the secret and the run's time.
+
+Pure functions: no boto3, no clock, no environment. The handler reads AWS and calls these; the tests
+call them with tables of cases. Nothing here ever sees secret material: keys are known by id, status and
+dates, and the secret by its metadata (which key its AWSCURRENT version holds is encoded in the version id
+that the state machine writes, see ``SECRET_VERSION_PREFIX``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+# The state machine stores a new key as the secret version "key-rotation-<AccessKeyId>" (a ClientRequestToken
+# of 32-64 characters), so the key a secret holds is known from DescribeSecret without reading the value.
+# statemachine/rotation.asl.json builds the same string; tests/test_state_machine_definition.py checks both.
+SECRET_VERSION_PREFIX = "key-rotation-"
+
+# IAM records no deactivation time, so the workflow keeps it as a user tag "<prefix><AccessKeyId>" whose
+# value is the ISO time the key was deactivated (or first seen Inactive). The recovery window counts from it.
+INACTIVE_SINCE_TAG_PREFIX = "key-rotation:inactive-since:"
+
+# IAM user names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_User.html
+USER_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{1,64}$")
+
+
+class InvalidInput(Exception):
+    """The execution input or the requested users cannot be processed. Raised before anything changes."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_key_age: timedelta
+    install_window: timedelta
+    recovery_window: timedelta
+
+    @classmethod
+    def from_days(cls, max_key_age: int, install_window: int, recovery_window: int) -> Policy:
+        return cls(timedelta(days=max_key_age), timedelta(days=install_window), timedelta(days=recovery_window))
+
+
+@dataclass(frozen=True)
+class Key:
+    id: str
+    active: bool
+    created: datetime
+    inactive_since: datetime | None = None  # from the user's inactive-since tag, if any
+
+
+@dataclass(frozen=True)
+class Secret:
+    exists: bool = False
+    # The access key id named by the AWSCURRENT version, when this workflow wrote that version.
+    key_id: str | None = None
+    # True when AWSCURRENT was written by someone else: which key it holds is then unknown.
+    foreign: bool = False
+    scheduled_for_deletion: bool = False
+
+
+MISSING_SECRET = Secret()
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    time: datetime
+    users: tuple[str, ...] | None = None
+    force: bool = False
+    dry_run: bool = False
+    scheduled: bool = True
+
+
+@dataclass
+class Decision:
+    """What to do for one user. ``outcome`` is one of: rotate, retire, record, unchanged, blocked."""
+
+    user: str
+    outcome: str
+    reason: str
+    rotate: bool = False
+    deactivate_key_id: str | None = None
+    delete_key_id: str | None = None
+    # Inactive-since tags to write (key id -> time) and to remove (key ids whose tag is obsolete).
+    record_inactive: dict[str, datetime] = field(default_factory=dict)
+    forget_inactive: list[str] = field(default_factory=list)
+    previous_key_id: str | None = None  # the key the rotation replaces; it stays Active for the install window
+
+    @property
+    def has_actions(self) -> bool:
+        return bool(
+            self.rotate or self.deactivate_key_id or self.delete_key_id or self.record_inactive or self.forget_inactive
+        )
+
+
+def key_version_id(access_key_id: str) -> str:
+    return SECRET_VERSION_PREFIX + access_key_id
+
+
+def key_id_from_version_id(version_id: str) -> str | None:
+    if version_id.startswith(SECRET_VERSION_PREFIX):
+        return version_id[len(SECRET_VERSION_PREFIX) :]
+    return None
+
+
+def inactive_since_tag(access_key_id: str) -> str:
+    return INACTIVE_SINCE_TAG_PREFIX + access_key_id
+
+
+def parse_inactive_since_tags(tags: dict[str, str]) -> dict[str, datetime]:
+    """Key id -> deactivation time from a user's tags; a tag whose value is not a time is ignored."""
+    found = {}
+    for tag_key, value in tags.items():
+        if tag_key.startswith(INACTIVE_SINCE_TAG_PREFIX):
+            try:
+                found[tag_key[len(INACTIVE_SINCE_TAG_PREFIX) :]] = parse_time(value)
+            except ValueError:
+                continue
+    return found
+
+
+def is_managed(path: str, tags: dict[str, str], user_path: str, tag_key: str, tag_value: str) -> bool:
+    """A user is managed when it lies under ``user_path`` and, if ``tag_key`` is set, carries the tag."""
+    if not path.startswith(user_path):
+        return False
+    return not tag_key or tags.get(tag_key) == tag_value
+
+
+def _days(delta: timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    return f"{days:.0f} day" + ("" if round(days) == 1 else "s")
+
+
+def decide(
+    user: str,
+    keys: list[Key],
+    secret: Secret,
+    now: datetime,
+    policy: Policy,
+    force: bool = False,
+    obsolete_tags: tuple[str, ...] = (),
+) -> Decision:
+    """Decide one user's actions for a run at ``now``.
+
+    The rules, in the order they are applied:
+    - A secret scheduled for deletion blocks the user: its consumers are about to lose it.
+    - The current key is the Active key the secret holds, else the newest Active key.
+    - Rotation is due when forced, or when the current key's age reaches ``max_key_age``. It needs room
+      (IAM allows two keys): an Inactive key is deleted to make room; two Active keys block the user.
+    - Keys are retired only once the secret holds the current key (before the first rotation, consumers use
+      keys the workflow never stored, so it retires nothing). Then, once the current key's age reaches the
+      install window, other Active keys are deactivated; an Inactive key is deleted once the current key's age
+      reaches install + recovery window *and* the key has been Inactive for the recovery window, counted from
+      its inactive-since tag (written on deactivation, or on first sight for keys deactivated by hand), so a
+      key is never deleted in the run that deactivated it, and missed runs never shorten the window.
+    - A secret that holds a key which is not an Active key of the user (deleted or deactivated by hand, or
+      another user's) blocks the user until a rotation is due or forced: consumers reading it are locked out.
+    ``obsolete_tags`` names keys whose inactive-since tag no longer applies (the key was re-activated or is
+    gone): the tag is removed, so a later deactivation by hand starts a fresh recovery window.
+    """
+    decision = _decide(user, keys, secret, now, policy, force)
+    decision.forget_inactive.extend(
+        k for k in obsolete_tags if k not in decision.forget_inactive and k not in decision.record_inactive
+    )
+    return _noting_records(decision)
+
+
+def _decide(user, keys, secret, now, policy, force) -> Decision:
+    if secret.scheduled_for_deletion:
+        return Decision(
+            user,
+            "blocked",
+            "its secret is scheduled for deletion: restore it (aws secretsmanager restore-secret) "
+            "or remove the user from rotation",
+        )
+
+    active = sorted((k for k in keys if k.active), key=lambda k: k.created)
+    inactive = sorted((k for k in keys if not k.active), key=lambda k: k.created)
+    secret_key = next((k for k in keys if k.id == secret.key_id), None) if secret.key_id else None
+    current = secret_key if secret_key and secret_key.active else (active[-1] if active else None)
+    secret_healthy = secret_key is not None and secret_key is current
+    secret_stale = secret.exists and not secret.foreign and not secret_healthy
+
+    # Inactive keys without a recorded time get one now: their recovery window starts today.
+    record = {k.id: now for k in inactive if k.inactive_since is None}
+
+    if force:
+        rotate_reason = "rotation forced on demand"
+    elif current is not None and now - current.created >= policy.max_key_age:
+        rotate_reason = f"key {current.id} is {_days(now - current.created)} old (rotated at {_days(policy.max_key_age)})"
+    else:
+        rotate_reason = None
+
+    if rotate_reason:
+        delete_id = None
+        if len(keys) >= 2:
+            spare = [k for k in inactive if k is not current]
+            if not spare:
+                return Decision(
+                    user,
+                    "blocked",
+                    f"rotation is due ({rotate_reason}) but the user has two Active keys "
+                    f"({', '.join(k.id for k in active)}); IAM allows two, and an Active key is never deleted. "
+                    "Deactivate the one no consumer uses",
+                )
+            delete_id = spare[0].id
+        decision = Decision(
+            user,
+            "rotate",
+            rotate_reason,
+            rotate=True,
+            delete_key_id=delete_id,
+            previous_key_id=current.id if current else None,
+        )
+        if delete_id:
+            decision.reason += f"; Inactive key {delete_id} is deleted to make room"
+            decision.forget_inactive.append(delete_id)
+            record.pop(delete_id, None)
+        decision.record_inactive = record
+        return decision
+
+    if secret_stale:
+        return Decision(
+            user,
+            "blocked",
+            f"its secret holds key {secret.key_id}, which is not an Active key of the user, so consumers reading "
+            "the secret are locked out: re-activate that key, or run on demand with force to store a new one",
+            record_inactive=record,
+        )
+
+    decision = Decision(user, "unchanged", "nothing is due", record_inactive=record)
+    if not secret_healthy:
+        decision.reason = (
+            "no key is due; keys are retired only after the workflow has stored one in the secret"
+            if current
+            else "the user has no Active key"
+        )
+        return decision
+
+    current_age = now - current.created
+    notes = []
+    if current_age >= policy.install_window:
+        others = [k for k in active if k is not current]
+        if others:
+            decision.deactivate_key_id = others[0].id
+            record[others[0].id] = now
+            notes.append(
+                f"key {others[0].id} deactivated: the current key {current.id} is {_days(current_age)} old "
+                f"(install window {_days(policy.install_window)})"
+            )
+    if current_age >= policy.install_window + policy.recovery_window:
+        for k in inactive:
+            if k.inactive_since is not None and now - k.inactive_since >= policy.recovery_window:
+                decision.delete_key_id = k.id
+                decision.forget_inactive.append(k.id)
+                notes.append(f"Inactive key {k.id} deleted: inactive since {format_time(k.inactive_since)}")
+                break
+    if notes:
+        decision.outcome = "retire"
+        decision.reason = "; ".join(notes)
+    return decision
+
+
+def _noting_records(decision: Decision) -> Decision:
+    """An otherwise unchanged user whose inactive-since tags are written or removed now."""
+    if decision.outcome == "unchanged" and decision.has_actions:
+        decision.outcome = "record"
+        noted = [f"Inactive key {k} noted: its recovery window starts now" for k in decision.record_inactive]
+        noted += [f"obsolete tag for key {k} removed" for k in decision.forget_inactive]
+        decision.reason = "; ".join(noted)
+    return decision
+
+
+def parse_time(value: str) -> datetime:
+    """ISO-8601 with a zone (``Z`` or an offset) to an aware UTC datetime; ValueError otherwise."""
+    if not isinstance(value, str) or not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", value):
+        raise ValueError(f"not an ISO-8601 time: {value!r}")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"time {value!r} has no zone: end it with Z for UTC")
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_INPUT_FIELDS = {"time", "users", "force", "dryRun"}
+
+
+def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
+    """Validate the execution input. Every problem is named at once, with what to write instead."""
+    if not isinstance(raw, dict):
+        raise InvalidInput('the execution input must be a JSON object such as {"time": "2026-01-01T00:00:00Z"}')
+    problems = []
+    unknown = sorted(set(raw) - _INPUT_FIELDS)
+    if unknown:
+        problems.append(f"unknown field(s) {', '.join(unknown)}: allowed are {', '.join(sorted(_INPUT_FIELDS))}")
+
+    moment = None
+    time_value = raw.get("time", start_time)
+    try:
+        moment = parse_time(time_value)
+    except (ValueError, TypeError):
+        problems.append(f'"time" must be an ISO-8601 UTC time such as "2026-01-01T00:00:00Z", got {time_value!r}')
+
+    users = raw.get("users")
+    if users is not None:
+        if not isinstance(users, list) or not users or not all(isinstance(u, str) for u in users):
+            problems.append('"users" must be a non-empty list of IAM user names, such as ["alice"]')
+            users = None
+        else:
+            bad = [u for u in users if not USER_NAME_PATTERN.match(u)]
+            if bad:
+                problems.append(f'"users" holds names that are not IAM user names: {", ".join(map(repr, bad))}')
+            users = tuple(dict.fromkeys(users))
+
+    for flag in ("force", "dryRun"):
+        if flag in raw and not isinstance(raw[flag], bool):
+            problems.append(f'"{flag}" must be true or false, got {raw[flag]!r}')
+    force = raw.get("force") is True
+    if force and "users" not in raw:
+        problems.append('"force" rotates named users only: add "users": ["name", ...]')
+
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    return RunRequest(
+        time=moment,
+        users=users,
+        force=force,
+        dry_run=raw.get("dryRun") is True,
+        scheduled="users" not in raw,
+    )

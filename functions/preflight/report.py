@@ -1,0 +1,157 @@
+"""The plan items the state machine acts on, and the run's summary and email built from the results.
+
+Pure functions. Nothing here receives secret material: results carry key ids and errors only.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import decisions
+
+# Step Functions caps a Fail state's cause at 32,768 characters.
+MAX_CAUSE_CHARS = 32_000
+
+_DONE = {"rotate": "rotated", "retire": "retired", "record": "noted"}
+_PLANNED = {"rotate": "would-rotate", "retire": "would-retire", "record": "would-note"}
+_NEWSWORTHY = {"rotated", "retired", "blocked", "failed", "would-rotate", "would-retire"}
+
+
+def plan_item(decision: decisions.Decision, secret_name: str, now: datetime) -> dict:
+    """One user's actions as the state machine reads them: a field is present only when its step runs."""
+    item = {"user": decision.user, "secretName": secret_name, "outcome": decision.outcome, "reason": decision.reason}
+    if decision.rotate:
+        item["rotate"] = True
+        if decision.previous_key_id:
+            item["previousKeyId"] = decision.previous_key_id
+    if decision.deactivate_key_id:
+        item["deactivateKeyId"] = decision.deactivate_key_id
+    if decision.delete_key_id:
+        item["deleteKeyId"] = decision.delete_key_id
+    if decision.record_inactive:
+        item["recordTags"] = [
+            {"Key": decisions.inactive_since_tag(key_id), "Value": decisions.format_time(since)}
+            for key_id, since in decision.record_inactive.items()
+        ]
+    if decision.forget_inactive:
+        item["forgetTags"] = [decisions.inactive_since_tag(key_id) for key_id in decision.forget_inactive]
+    return item
+
+
+def build(event: dict, settings) -> dict:
+    """Summary, failure cause and email for the run; ``settings`` is app.Settings."""
+    plan = event.get("plan") or {}
+    plan_error = event.get("planError")
+    results = {r["user"]: r for r in event.get("results") or []}
+    dry_run = plan.get("dryRun", False)
+
+    users = []
+    for item in plan.get("actions", []):
+        result = results.get(item["user"])
+        if dry_run:
+            users.append(_entry(item, _PLANNED[item["outcome"]], item["reason"]))
+        elif result is None or result.get("status") != "succeeded":
+            users.append(_failure_entry(item, result))
+        else:
+            users.append(_success_entry(item, result, settings))
+    users += [_entry(b, "blocked", b["reason"]) for b in plan.get("blocked", [])]
+
+    counts = {name: sum(u["outcome"] == name for u in users) for name in ("rotated", "retired", "blocked", "failed")}
+    summary = {
+        "time": plan.get("time"),
+        "dryRun": dry_run,
+        "managedUsers": plan.get("managedUsers", 0),
+        "unchangedUsers": plan.get("unchangedUsers", 0),
+        **counts,
+        "users": [u for u in users if u["outcome"] in _NEWSWORTHY],
+    }
+    if plan_error:
+        summary["error"] = f"{plan_error.get('Error')}: {_cause(plan_error)}"
+    failed = bool(counts["failed"] or plan_error)
+    report = {
+        "summary": summary,
+        "failed": failed,
+        "failureCause": _failure_cause(summary) if failed else "",
+        "recipients": list(settings.notification_emails),
+        "subject": _subject(summary),
+        "body": _body(summary, settings),
+    }
+    report["notify"] = bool(
+        settings.sender_email and settings.notification_emails and (summary["users"] or plan_error)
+    )
+    return report
+
+
+def _entry(item: dict, outcome: str, detail: str) -> dict:
+    return {"user": item["user"], "outcome": outcome, "detail": detail}
+
+
+def _success_entry(item: dict, result: dict, settings) -> dict:
+    entry = _entry(item, _DONE[item["outcome"]], item["reason"])
+    if result.get("newKeyId"):
+        entry["newKeyId"] = result["newKeyId"]
+        entry["detail"] += f"; new key {result['newKeyId']} stored in secret {item['secretName']}"
+        if item.get("previousKeyId"):
+            entry["detail"] += (
+                f"; previous key {item['previousKeyId']} stays Active for "
+                f"{settings.policy.install_window.days} days so every consumer can pick up the new secret"
+            )
+    return entry
+
+
+def _failure_entry(item: dict, result: dict | None) -> dict:
+    if result is None:
+        detail = "no result: the user's step did not run to the end"
+    else:
+        detail = f"{result.get('error')}: {_cause(result)}"
+        if result.get("unstoredKeyId"):
+            detail += (
+                f". The new key {result['unstoredKeyId']} was created but neither stored nor deleted: "
+                f"delete it by hand (aws iam delete-access-key --user-name {item['user']} "
+                f"--access-key-id {result['unstoredKeyId']})"
+            )
+    return _entry(item, "failed", f"planned: {item['reason']}; failed: {detail}")
+
+
+def _cause(error: dict) -> str:
+    """An error's cause, unwrapped from the JSON that Lambda errors arrive in."""
+    cause = error.get("cause") or error.get("Cause") or ""
+    try:
+        parsed = json.loads(cause)
+    except (TypeError, ValueError):
+        return cause
+    return parsed.get("errorMessage", cause) if isinstance(parsed, dict) else cause
+
+
+def _subject(summary: dict) -> str:
+    parts = [f"{summary[k]} {k}" for k in ("rotated", "retired", "blocked", "failed") if summary[k]]
+    if summary.get("error"):
+        parts.append("run failed")
+    prefix = "[dry run] " if summary["dryRun"] else ""
+    return f"{prefix}IAM access key rotation {summary['time']}: {', '.join(parts) or 'nothing to do'}"
+
+
+def _body(summary: dict, settings) -> str:
+    lines = [
+        f"IAM access key rotation run at {summary['time']}" + (" (dry run: nothing was changed)" if summary["dryRun"] else ""),
+        f"Managed users: {summary['managedUsers']} ({settings.scope()}); unchanged: {summary['unchangedUsers']}.",
+        "",
+    ]
+    if summary.get("error"):
+        lines += [f"The run failed before any user was processed: {summary['error']}", ""]
+    width = max((len(u["user"]) for u in summary["users"]), default=0)
+    for u in summary["users"]:
+        lines.append(f"{u['user']:<{width}}  {u['outcome'].upper():<12}  {u['detail']}")
+    lines += [
+        "",
+        "Keys are stored in Secrets Manager; this message never contains a secret.",
+        "To undo a deactivation, re-activate the previous key: aws iam update-access-key --status Active ...",
+    ]
+    return "\n".join(lines)
+
+
+def _failure_cause(summary: dict) -> str:
+    failed = [f"{u['user']} ({u['detail']})" for u in summary["users"] if u["outcome"] == "failed"]
+    head = summary.get("error") or f"{len(failed)} user(s) failed: " + "; ".join(failed)
+    return (head + " Summary: " + json.dumps(summary))[:MAX_CAUSE_CHARS]
