@@ -1,0 +1,150 @@
+"""An emulated AWS account with the stack deployed, and runs of the state machine through time."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+
+from . import account, stack
+from .faithful_moto import Clock, Recorder, faithful_moto
+
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+FAKE_ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": stack.REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclass
+class Email:
+    source: str
+    destinations: list[str]
+    subject: str
+    body: str
+
+
+@dataclass
+class Run:
+    name: str
+    time: str
+    input: dict
+    status: str
+    output: dict | None
+    error: str | None
+    cause: str | None
+    events: list[dict]
+    emails: list[Email]
+    retry_delays: list[float] = field(default_factory=list)
+
+    def states_entered(self) -> list[str]:
+        return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
+
+    def lambda_payloads(self) -> list[str]:
+        """Every payload that went to or came from the Lambda function, as recorded in the history."""
+        found = []
+        for e in self.events:
+            for details in ("taskScheduledEventDetails", "taskSucceededEventDetails"):
+                d = e.get(details)
+                if d and d.get("resourceType") == "lambda":
+                    found.append(d.get("parameters") or d.get("output") or "")
+        return found
+
+
+class Emulator:
+    """``with Emulator(fixture) as aws: aws.scheduled_run()``: a fresh account per instance."""
+
+    def __init__(self, fixture: dict | None = None, parameters: dict | None = None, start: datetime | None = None):
+        fixture = fixture or {}
+        self.fixture = fixture
+        start = start or (_parse(fixture["start"]) if "start" in fixture else None)
+        self.clock = Clock(start)
+        self.parameters = {**fixture.get("parameters", {}), **(parameters or {})}
+        self.recorder = Recorder()
+        self._stack = contextlib.ExitStack()
+        self._runs = 0
+
+    def __enter__(self) -> Emulator:
+        self._stack.enter_context(mock.patch.dict(os.environ, FAKE_ENVIRONMENT))
+        self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
+        self.deployment = stack.deploy(self.parameters)
+        self._stack.enter_context(faithful_moto(self.clock, self.deployment.functions, self.recorder))
+        account.seed(self.fixture, self.clock.now, self.secret_prefix)
+        self.sfn = boto3.client("stepfunctions", region_name=stack.REGION)
+        return self
+
+    def __exit__(self, *exc):
+        self._stack.close()
+
+    @property
+    def secret_prefix(self) -> str:
+        return self.deployment.parameters["SecretNamePrefix"]
+
+    @property
+    def users(self) -> list[str]:
+        return [u["name"] for u in self.fixture.get("users", [])]
+
+    def advance(self, days: float) -> None:
+        self.clock.now += timedelta(days=days)
+
+    def scheduled_input(self) -> dict:
+        """What EventBridge Scheduler passes: the schedule's Input with its scheduled time filled in."""
+        return json.loads(self.deployment.schedule_input.replace("<aws.scheduler.scheduled-time>", account.iso(self.clock.now)))
+
+    def scheduled_run(self) -> Run:
+        return self.start(self.scheduled_input())
+
+    def start(self, execution_input: dict | str | None) -> Run:
+        """Start one execution at the clock's time and return it finished (executions run synchronously)."""
+        self._runs += 1
+        name = f"run-{self._runs:03d}"
+        raw = execution_input if isinstance(execution_input, str) else json.dumps(execution_input or {})
+        sent_before = len(_sent_messages())
+        delays_before = len(self.recorder.retry_delays)
+        arn = self.sfn.start_execution(stateMachineArn=self.deployment.state_machine_arn, name=name, input=raw)[
+            "executionArn"
+        ]
+        described = self.sfn.describe_execution(executionArn=arn)
+        events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        return Run(
+            name=name,
+            time=account.iso(self.clock.now),
+            input=json.loads(raw) if _is_json(raw) else {"raw": raw},
+            status=described["status"],
+            output=json.loads(described["output"]) if described.get("output") else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            events=events,
+            emails=[Email(m.source, list(m.destinations.get("ToAddresses", [])), m.subject, m.body) for m in _sent_messages()[sent_before:]],
+            retry_delays=self.recorder.retry_delays[delays_before:],
+        )
+
+    def invariant_violations(self) -> list[str]:
+        return account.invariant_violations(self.users, self.secret_prefix)
+
+
+def _sent_messages():
+    from moto.ses.models import ses_backends
+
+    return ses_backends[stack.ACCOUNT_ID][stack.REGION].sent_messages
+
+
+def _is_json(raw: str) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
