@@ -12,6 +12,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import report
+
 from . import account, stack
 from .runner import Emulator, Run
 
@@ -62,9 +64,10 @@ def walk(fixture: dict, days: list[int], overrides: dict, source: Path) -> int:
         for target in days:
             aws.advance(target - day)
             day = target
+            before = _snapshot(aws)
             run = aws.scheduled_run()
             runs.append(run)
-            _print_run(aws, run, f"Day {day}: scheduled run")
+            _print_run(aws, run, f"Day {day}: scheduled run", before)
         _print_timeline(runs[0])
         return _closing_checks(aws, runs)
 
@@ -76,8 +79,9 @@ def run_one(fixture: dict, execution_input: dict, overrides: dict, source: Path)
             aws.clock.now = datetime.fromisoformat(execution_input["time"].replace("Z", "+00:00"))
         print("\nThe account before the run:")
         _print_keys(aws, aws.users)
+        before = _snapshot(aws)
         run = aws.start(execution_input)
-        _print_run(aws, run, f"Execution of {source}")
+        _print_run(aws, run, f"Execution of {source}", before)
         _print_timeline(run)
         return _closing_checks(aws, [run])
 
@@ -89,6 +93,10 @@ def _header(aws: Emulator, source: Path) -> None:
     print("and functions/preflight on an emulated AWS account (moto). No AWS account is used.")
     print(f"Account fixture: {source}")
     print("Parameters: " + ", ".join(f"{k}={p[k]!r}" for k in shown))
+
+
+def _snapshot(aws: Emulator) -> dict:
+    return {u: (account.keys_of(u), account.secret_versions(aws.secret_prefix + u)) for u in aws.users}
 
 
 def _print_keys(aws: Emulator, users: list[str]) -> None:
@@ -109,10 +117,13 @@ def _print_keys(aws: Emulator, users: list[str]) -> None:
             print(f"  {'':<{width}}  {line}")
     secrets = [u for u in users if account.secret_versions(aws.secret_prefix + u)]
     if secrets:
-        print("  Secrets (versions that hold a stage; a version id names the key it holds, the value is never shown):")
+        print("  Secrets (staged versions; a version id names the key it holds, the value is never shown):")
         for user in secrets:
-            versions = account.secret_versions(aws.secret_prefix + user)
-            listed = ", ".join(f"{v.version_id} [{'+'.join(v.stages)}]" for v in versions)
+            existing = {k.id for k in account.keys_of(user)}
+            listed = ", ".join(
+                f"{v.version_id} [{'+'.join(v.stages)}]" + ("" if v.key_id in existing else " (key deleted)")
+                for v in account.secret_versions(aws.secret_prefix + user)
+            )
             print(f"    {aws.secret_prefix + user}: {listed}")
 
 
@@ -126,19 +137,21 @@ def _scope(aws: Emulator, user: str) -> str:
     return ""
 
 
-def _print_run(aws: Emulator, run: Run, title: str) -> None:
+def _print_run(aws: Emulator, run: Run, title: str, before: dict) -> None:
     states = len(run.states_entered())
-    print(f"\n{title} at {run.time}: {run.name} {run.status}, {states} states entered")
+    print(f"\n{'=' * 100}\n{title} at {run.time}: {run.name} {run.status}, {states} states entered")
     if run.status != "SUCCEEDED":
         print(f"  error: {run.error}\n  cause: {run.cause}")
     summary = run.output or _summary_from_cause(run.cause)
     if summary:
-        width = max((len(u["user"]) for u in summary["users"]), default=0)
-        for u in summary["users"]:
-            print(f"  {u['user']:<{width}}  {u['outcome'].upper():<12}  {u['detail']}")
+        for entry in summary["users"]:
+            print("\n".join("  " + line for line in report.user_paragraph(entry)))
         print(f"  ({summary['unchangedUsers']} of {summary['managedUsers']} managed users unchanged)")
-    print("  Keys after the run:")
-    _print_keys(aws, aws.users)
+    after = _snapshot(aws)
+    changed = [u for u in aws.users if after[u] != before[u]]
+    print("  Keys and secrets of the users this run changed:" if changed else "  No key or secret changed.")
+    if changed:
+        _print_keys(aws, changed)
     for email in run.emails:
         print(f"  Email from {email.source} to {', '.join(email.destinations)}")
         print(f"    Subject: {email.subject}")

@@ -186,7 +186,7 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
     if force:
         rotate_reason = "rotation forced on demand"
     elif current is not None and now - current.created >= policy.max_key_age:
-        rotate_reason = f"key {current.id} is {_days(now - current.created)} old (rotated at {_days(policy.max_key_age)})"
+        rotate_reason = f"key {current.id} is {_days(now - current.created)} old; keys are rotated at {_days(policy.max_key_age)}"
     else:
         rotate_reason = None
 
@@ -198,9 +198,9 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
                 return Decision(
                     user,
                     "blocked",
-                    f"rotation is due ({rotate_reason}) but the user has two Active keys "
-                    f"({', '.join(k.id for k in active)}); IAM allows two, and an Active key is never deleted. "
-                    "Deactivate the one no consumer uses",
+                    f"rotation is due ({rotate_reason}), but the user has two Active keys, "
+                    f"{' and '.join(k.id for k in active)}: IAM allows two, and an Active key is never deleted. "
+                    "Deactivate the one no consumer uses; the next run rotates",
                 )
             delete_id = spare[0].id
         decision = Decision(

@@ -6,6 +6,7 @@ Pure functions. Nothing here receives secret material: results carry key ids and
 from __future__ import annotations
 
 import json
+import textwrap
 from datetime import datetime
 
 import decisions
@@ -140,15 +141,22 @@ def _body(summary: dict, settings) -> str:
     ]
     if summary.get("error"):
         lines += [f"The run failed before any user was processed: {summary['error']}", ""]
-    width = max((len(u["user"]) for u in summary["users"]), default=0)
     for u in summary["users"]:
-        lines.append(f"{u['user']:<{width}}  {u['outcome'].upper():<12}  {u['detail']}")
+        lines += user_paragraph(u) + [""]
     lines += [
-        "",
         "Keys are stored in Secrets Manager; this message never contains a secret.",
-        "To undo a deactivation, re-activate the previous key: aws iam update-access-key --status Active ...",
+        "A key deactivated by mistake can be re-activated until it is deleted:",
+        "aws iam update-access-key --user-name USER --access-key-id KEY --status Active",
     ]
     return "\n".join(lines)
+
+
+def user_paragraph(entry: dict, indent: str = "    ") -> list[str]:
+    """One user's line in a report: the name and outcome, then what happened, wrapped for a mail reader."""
+    detail = textwrap.wrap(
+        entry["detail"], width=76, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+    )
+    return [f"{entry['user']}: {entry['outcome'].upper()}", *detail]
 
 
 def _failure_cause(summary: dict) -> str:

@@ -1,0 +1,28 @@
+"""Shared set-up: the Lambda's directory on sys.path (as the Lambda runtime has it) and a fake AWS environment."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "functions" / "preflight"))
+sys.path.insert(0, str(ROOT))
+
+# No test may reach AWS: fake credentials, a region, and no instance-metadata probing.
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "SAM_CLI_TELEMETRY": "0",
+    }
+)
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
