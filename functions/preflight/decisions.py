@@ -158,6 +158,8 @@ def decide(
     gone): the tag is removed, so a later deactivation by hand starts a fresh recovery window.
     """
     decision = _decide(user, keys, secret, now, policy, force)
+    if decision.outcome == "blocked":
+        return decision  # a blocked user is left entirely unchanged, tags included
     decision.forget_inactive.extend(
         k for k in obsolete_tags if k not in decision.forget_inactive and k not in decision.record_inactive
     )
@@ -224,7 +226,6 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
             "blocked",
             f"its secret holds key {secret.key_id}, which is not an Active key of the user, so consumers reading "
             "the secret are locked out: re-activate that key, or run on demand with force to store a new one",
-            record_inactive=record,
         )
 
     decision = Decision(user, "unchanged", "nothing is due", record_inactive=record)
@@ -304,7 +305,7 @@ def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
         problems.append(f'"time" must be an ISO-8601 UTC time such as "2026-01-01T00:00:00Z", got {time_value!r}')
 
     users = raw.get("users")
-    if users is not None:
+    if "users" in raw:
         if not isinstance(users, list) or not users or not all(isinstance(u, str) for u in users):
             problems.append('"users" must be a non-empty list of IAM user names, such as ["alice"]')
             users = None
