@@ -6,7 +6,9 @@ Each patch fixes one measured difference (see ../shared/notes/emulator-facts.md)
 - SDK results and ``$$.Execution.StartTime`` reach the state machine as ISO strings, not datetimes;
 - ``lambda:invoke`` runs the real handler from its code directory, with the function's environment;
 - IAM key creation dates and execution start times come from a settable clock, so runs can move in time;
-- boto3 clients inside the interpreter are reused (an SDK task drops from ~13 ms to ~3 ms).
+- boto3 clients inside the interpreter are reused (an SDK task drops from ~13 ms to ~3 ms);
+- IAM ListUsers returns pages of at most MaxItems (default 100) with a Marker, as AWS does; moto returns
+  every user in one page, which would hide a caller that forgets to paginate.
 """
 
 from __future__ import annotations
@@ -61,6 +63,19 @@ def _iso(value):
     return value
 
 
+def _list_users_in_pages(response):
+    """IAM ListUsers as AWS pages it: MaxItems (default 100) per page, IsTruncated and an opaque Marker."""
+    from moto.core.responses import ActionResult
+
+    users = list(response.backend.list_users(response._get_param("PathPrefix"), None, None))
+    start = int(response._get_param("Marker") or 0)
+    end = start + int(response._get_param("MaxItems") or 100)
+    result = {"Users": users[start:end], "IsTruncated": end < len(users)}
+    if result["IsTruncated"]:
+        result["Marker"] = str(end)
+    return ActionResult(result)
+
+
 def _aws_error_name(service: str, error) -> str:
     code = error.response.get("Error", {}).get("Code") or type(error).__name__
     code = code.split("#")[-1]
@@ -72,6 +87,7 @@ def _aws_error_name(service: str, error) -> str:
 def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder: Recorder | None = None):
     """Apply the patches. ``functions`` maps a Lambda function name to (code directory, "module.handler")."""
     from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.iam.responses import IamResponse
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
@@ -137,6 +153,7 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
         mock.patch.object(WaitFunction, "_wait_interval", lambda self, env, seconds: None),
         mock.patch.object(LambdaSimpleBackend, "invoke", invoke_in_process),
         mock.patch("moto.iam.models.utcnow", clock.naive_utc),
+        mock.patch.object(IamResponse, "list_users", _list_users_in_pages),
     ]
     # moto logs each IsPresent miss as an error; real failures are in the execution history instead.
     interpreter_log = logging.getLogger("moto.stepfunctions.parser")

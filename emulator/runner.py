@@ -128,6 +128,12 @@ class Emulator:
             retry_delays=self.recorder.retry_delays[delays_before:],
         )
 
+    def invoke_preflight(self, event: dict) -> tuple[dict, str | None]:
+        """Invoke the deployed pre-flight Lambda through the Lambda API: (payload, FunctionError or None)."""
+        (name,) = self.deployment.functions
+        response = boto3.client("lambda", region_name=stack.REGION).invoke(FunctionName=name, Payload=json.dumps(event))
+        return json.loads(response["Payload"].read()), response.get("FunctionError")
+
     def invariant_violations(self) -> list[str]:
         return account.invariant_violations(self.users, self.secret_prefix)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+from samtranslator.metrics.method_decorator import MetricsMethodWrapperSingleton
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
@@ -50,7 +51,9 @@ def translate(template_path: Path = TEMPLATE) -> dict:
             if isinstance(props.get(uri), str) and not props[uri].startswith("s3://"):
                 props[uri] = {"Bucket": "local", "Key": props[uri]}
     parameters = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
-    return transform(sam, parameters, _NoManagedPolicies())
+    translated = transform(sam, parameters, _NoManagedPolicies())
+    MetricsMethodWrapperSingleton.get_instance().publish()  # to its no-op publisher; else it warns at exit
+    return translated
 
 
 def parameter_values(template: dict, overrides: dict | None = None) -> dict[str, str]:
