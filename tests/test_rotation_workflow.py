@@ -381,3 +381,17 @@ def test_throttling_is_retried_with_exponential_backoff(emulate):
     # FULL jitter: each delay is drawn from [0, 2 * 2^attempt] seconds.
     assert len(run.retry_delays) == 2
     assert 0 <= run.retry_delays[0] <= 2 and 0 <= run.retry_delays[1] <= 4
+
+
+def test_a_planning_failure_is_emailed_and_fails_the_run_with_nothing_changed(emulate):
+    aws = emulate(account_with(("app", [key(95, in_secret=True)])))
+    before = (keys("app"), staged(aws, "app"))
+
+    with failing("iam", "list_users", "AccessDenied"):
+        run = aws.scheduled_run()
+
+    assert (keys("app"), staged(aws, "app")) == before
+    assert (run.status, run.error) == ("FAILED", "RotationFailed")
+    assert "AccessDenied" in run.cause
+    (email,) = run.emails
+    assert "run failed" in email.subject and "The run failed before any user was processed" in email.body

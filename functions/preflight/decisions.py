@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 # The state machine stores a new key as the secret version "key-rotation-<AccessKeyId>" (a ClientRequestToken
 # of 32-64 characters), so the key a secret holds is known from DescribeSecret without reading the value.
-# statemachine/rotation.asl.json builds the same string; tests/test_state_machine_definition.py checks both.
+# statemachine/rotation.asl.json builds the same string; tests/test_template.py checks both.
 SECRET_VERSION_PREFIX = "key-rotation-"
 
 # IAM records no deactivation time, so the workflow keeps it as a user tag "<prefix><AccessKeyId>" whose

@@ -1,0 +1,372 @@
+"""The SAM template and the state machine definition: linted, wired together, least-privilege, and robust.
+
+cfn-lint cannot see the ASL (it lives in a DefinitionUri file), so the ASL gets its own structural checks here.
+IAM checks run on the template as CloudFormation receives it after the SAM transform.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+import decisions
+from emulator.stack import TemplateError, parameter_values, translate
+
+ROOT = Path(__file__).resolve().parent.parent
+ASL_PATH = ROOT / "statemachine" / "rotation.asl.json"
+ASL_TEXT = ASL_PATH.read_text()
+SAM = yaml_parse((ROOT / "template.yaml").read_text())
+SUBSTITUTIONS = SAM["Resources"]["RotationStateMachine"]["Properties"]["DefinitionSubstitutions"]
+
+PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+USER_ARN = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user${UserPath}*"}
+IAM_WRITES = ["iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:TagUser", "iam:UntagUser"]
+ERROR_NAME = re.compile(r"^(States\.[A-Za-z]+|[A-Z][A-Za-z]+\.[A-Za-z]+Exception|InvalidInput)$")
+SERVICE_PREFIX = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "lambda": "Lambda"}
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def asl() -> dict:
+    return json.loads(ASL_TEXT)
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict:
+    return translate()
+
+
+def machines(machine: dict, path: str = "$"):
+    """The machine and every nested one (Map ItemProcessor/Iterator, Parallel Branches), with a readable path."""
+    yield path, machine
+    for name, state in machine["States"].items():
+        for key in ("ItemProcessor", "Iterator"):
+            if key in state:
+                yield from machines(state[key], f"{path}/{name}")
+        for i, branch in enumerate(state.get("Branches", [])):
+            yield from machines(branch, f"{path}/{name}[{i}]")
+
+
+def all_states(machine: dict):
+    for path, m in machines(machine):
+        for name, state in m["States"].items():
+            yield f"{path}/{name}", state
+
+
+def tasks(machine: dict):
+    return [(name, state) for name, state in all_states(machine) if state["Type"] == "Task"]
+
+
+def transitions(state: dict) -> list[str]:
+    targets = [state.get("Next"), state.get("Default")]
+    targets += [rule.get("Next") for rule in state.get("Choices", [])]
+    targets += [catcher.get("Next") for catcher in state.get("Catch", [])]
+    return [t for t in targets if t is not None]
+
+
+def is_terminal(state: dict) -> bool:
+    return state["Type"] in ("Succeed", "Fail") or state.get("End") is True
+
+
+def reachable(states: dict, start: str, edges) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(edges(name))
+    return seen
+
+
+def aws_sdk_service(state: dict) -> str:
+    """'iam' for arn:${Partition}:states:::aws-sdk:iam:createAccessKey, 'lambda' for lambda:invoke."""
+    match = re.search(r":states:::(?:aws-sdk:)?([a-z0-9]+):", state["Resource"])
+    assert match, f"unrecognised Task resource {state['Resource']}"
+    return match.group(1)
+
+
+def error_names(state: dict) -> list[str]:
+    return [e for rule in state.get("Retry", []) + state.get("Catch", []) for e in rule["ErrorEquals"]]
+
+
+def strings(node):
+    """Every string in a JSON document, keys included."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+
+
+def role_of(cfn: dict, logical_id: str, role_property: str) -> dict:
+    role_name = cfn["Resources"][logical_id]["Properties"][role_property]["Fn::GetAtt"][0]
+    return cfn["Resources"][role_name]["Properties"]
+
+
+def statements(role: dict):
+    """Every inline policy statement; both branches of an Fn::If (only AWS::NoValue is dropped)."""
+
+    def flatten(node):
+        if isinstance(node, dict) and "Fn::If" in node:
+            for branch in node["Fn::If"][1:]:
+                yield from flatten(branch)
+        elif node != {"Ref": "AWS::NoValue"}:
+            yield node
+
+    for policy in role.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            yield from flatten(statement)
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def grants(statement: dict, action: str) -> bool:
+    return any(fnmatchcase(action.lower(), pattern.lower()) for pattern in as_list(statement.get("Action", [])))
+
+
+# --- 1. linters ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [str(Path(sys.executable).with_name("cfn-lint")), "template.yaml"],
+        [sys.executable, "-m", "samcli", "validate", "--lint", "--template", "template.yaml", "--region", "us-east-1"],
+    ],
+    ids=["cfn-lint", "sam-validate-lint"],
+)
+def test_template_passes_linter(command):
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"{' '.join(command[:3])} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+
+
+# --- 2. ASL text and its substitutions -----------------------------------------------------------------------
+
+
+def test_placeholders_sit_inside_json_strings(asl):
+    in_text = Counter(PLACEHOLDER.findall(ASL_TEXT))
+    in_strings = Counter(name for s in strings(asl) for name in PLACEHOLDER.findall(s))
+    assert in_text and in_text == in_strings
+
+
+def test_every_placeholder_has_a_substitution_and_every_substitution_is_used():
+    used = set(PLACEHOLDER.findall(ASL_TEXT))
+    assert used - set(SUBSTITUTIONS) == set(), "placeholders without a DefinitionSubstitutions entry"
+    assert set(SUBSTITUTIONS) - used == set(), "DefinitionSubstitutions entries the ASL never uses"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        pytest.param(r"(?<!\d)\d{12}(?!\d)", id="account-id"),
+        pytest.param(r"\b(?:us-gov|us-iso[a-z]?|[a-z]{2})-(?:[a-z]+-)+\d\b", id="region"),
+        pytest.param(r"arn:aws[a-z-]*:", id="partition"),
+    ],
+)
+def test_asl_hard_codes_no_account_region_or_partition(pattern):
+    assert re.findall(pattern, ASL_TEXT) == []
+
+
+# --- 3. graph shape ------------------------------------------------------------------------------------------
+
+
+def test_every_state_is_reachable_and_every_transition_names_a_state(asl):
+    for path, machine in machines(asl):
+        states = machine["States"]
+        for name, state in states.items():
+            assert set(transitions(state)) <= set(states), f"{path}/{name} goes to an unknown state"
+        seen = reachable(states, machine["StartAt"], lambda name: transitions(states[name]))
+        assert set(states) - seen == set(), f"unreachable from {path} StartAt"
+
+
+def test_every_path_can_end(asl):
+    for path, machine in machines(asl):
+        states = machine["States"]
+        for name, state in states.items():
+            if state["Type"] == "Choice":
+                assert state["Choices"] and all("Next" in rule for rule in state["Choices"]), f"{path}/{name}"
+            else:
+                assert is_terminal(state) or "Next" in state, f"{path}/{name} neither ends nor goes on"
+        # Walking transitions backwards from the terminal states must reach every state: no dead-end cycles.
+        predecessors = {n: [p for p, s in states.items() if n in transitions(s)] for n in states}
+        can_end = set()
+        for terminal in (n for n, s in states.items() if is_terminal(s)):
+            can_end |= reachable(states, terminal, lambda n: predecessors[n])
+        assert set(states) - can_end == set(), f"states in {path} that can never reach an end"
+
+
+# --- 4. Task robustness --------------------------------------------------------------------------------------
+
+
+def test_every_task_retries_transient_errors_with_jittered_backoff_and_catches_the_rest(asl):
+    assert len(tasks(asl)) >= 10
+    for name, task in tasks(asl):
+        assert task.get("Comment", "").strip(), f"{name} has no Comment"
+        assert task.get("Retry"), f"{name} has no Retry"
+        assert task.get("Catch"), f"{name} has no Catch"
+        for rule in task["Retry"]:
+            assert {"BackoffRate", "MaxAttempts"} <= set(rule), f"{name}: {rule}"
+            assert rule.get("JitterStrategy") == "FULL", f"{name}: {rule}"
+            assert "States.ALL" not in rule["ErrorEquals"], f"{name} retries every error, not named transient ones"
+
+
+def test_error_names_are_spelled_as_aws_spells_them(asl):
+    for name, task in tasks(asl):
+        service = SERVICE_PREFIX[aws_sdk_service(task)]
+        for error in error_names(task):
+            assert ERROR_NAME.match(error), f"{name}: {error!r}"
+            if not error.startswith("States.") and error != "InvalidInput":
+                assert error.startswith(service + "."), f"{name} calls {service} but handles {error!r}"
+
+
+# --- 5. ASL <-> Lambda contract ------------------------------------------------------------------------------
+
+
+def test_secret_version_id_uses_the_prefix_the_lambda_parses(asl):
+    tokens = [
+        value
+        for _, task in tasks(asl)
+        for key, value in task.get("Parameters", {}).items()
+        if key.startswith("ClientRequestToken")
+    ]
+    assert len(tokens) == 2  # PutSecretValue and CreateSecret
+    for token in tokens:
+        assert f"States.Format('{decisions.SECRET_VERSION_PREFIX}{{}}'" in token, token
+
+
+# --- 6. translated template ----------------------------------------------------------------------------------
+
+
+def test_schedule_starts_the_state_machine_with_the_scheduled_time(cfn):
+    (schedule,) = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    (machine_id,) = [k for k, r in cfn["Resources"].items() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    assert schedule["Target"]["Arn"] == {"Ref": machine_id}
+    assert json.loads(schedule["Target"]["Input"]) == {"time": "<aws.scheduler.scheduled-time>"}
+    assert schedule.get("Name")
+    assert schedule["State"] == {"Ref": "ScheduleState"}
+    assert schedule["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
+
+
+def test_lambda_runtime_and_state_machine_logging(cfn):
+    function = cfn["Resources"]["PreflightFunction"]["Properties"]
+    assert (function["Runtime"], function["Architectures"], function["Handler"]) == (
+        "python3.13",
+        ["arm64"],
+        "app.handler",
+    )
+    logging = cfn["Resources"]["RotationStateMachine"]["Properties"]["LoggingConfiguration"]
+    assert logging["IncludeExecutionData"] is False
+
+
+def test_no_role_has_a_full_access_managed_policy(cfn):
+    roles = {k: r["Properties"] for k, r in cfn["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert len(roles) >= 3
+    for name, role in roles.items():
+        assert "FullAccess" not in json.dumps(role.get("ManagedPolicyArns", [])), name
+
+
+def test_lambda_role_only_reads(cfn):
+    actions = [a for s in statements(role_of(cfn, "PreflightFunction", "Role")) for a in as_list(s["Action"])]
+    assert actions
+    writes = [a for a in actions if not re.fullmatch(r"[a-z0-9-]+:(List|Get|Describe)[A-Za-z]+", a)]
+    assert writes == []
+
+
+def test_state_machine_role_writes_only_managed_users_and_rotation_secrets(cfn):
+    role_statements = list(statements(role_of(cfn, "RotationStateMachine", "RoleArn")))
+    for action in IAM_WRITES:
+        granting = [s for s in role_statements if grants(s, action)]
+        assert granting, f"{action} is never granted"
+        assert all(as_list(s.get("Resource")) == [USER_ARN] for s in granting), f"{action}: {granting}"
+    secret_statements = [s for s in role_statements if any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))]
+    assert secret_statements
+    for statement in secret_statements:
+        for resource in as_list(statement.get("Resource")):
+            assert "secret:${SecretNamePrefix}*" in json.dumps(resource), statement
+
+
+def test_tagging_is_limited_to_inactive_since_tags(cfn):
+    role_statements = statements(role_of(cfn, "RotationStateMachine", "RoleArn"))
+    tagging = [s for s in role_statements if grants(s, "iam:TagUser") or grants(s, "iam:UntagUser")]
+    assert tagging
+    for statement in tagging:
+        assert statement.get("Condition") == {
+            "ForAllValues:StringLike": {"aws:TagKeys": decisions.INACTIVE_SINCE_TAG_PREFIX + "*"}
+        }, statement
+
+
+def test_every_sdk_call_in_the_asl_is_allowed_by_the_state_machine_role(cfn, asl):
+    role_statements = list(statements(role_of(cfn, "RotationStateMachine", "RoleArn")))
+    for name, task in tasks(asl):
+        match = re.search(r":aws-sdk:([a-z0-9]+):(\w+)$", task["Resource"])
+        if match:
+            action = f"{match.group(1)}:{match.group(2)[0].upper()}{match.group(2)[1:]}"
+            assert any(grants(s, action) for s in role_statements), f"{name} calls {action}, which the role denies"
+
+
+# --- 7. parameter contract -----------------------------------------------------------------------------------
+
+CONTRACT = {
+    "MaxKeyAgeDays": 90,
+    "InstallWindowDays": 7,
+    "RecoveryWindowDays": 7,
+    "UserPath": "/",
+    "UserTagKey": "KeyRotation",
+    "UserTagValue": "enabled",
+    "SecretNamePrefix": "iam-key-rotation/",
+    "SenderEmail": "",
+    "NotificationEmails": "",
+    "ScheduleExpression": "rate(1 day)",
+    "ScheduleState": "ENABLED",
+    "DryRun": "false",
+}
+
+
+def test_parameters_keep_their_names_and_defaults():
+    parameters = SAM["Parameters"]
+    actual = {name: str(parameters[name].get("Default")) for name in CONTRACT if name in parameters}
+    assert actual == {name: str(default) for name, default in CONTRACT.items()}
+
+
+def test_every_parameter_is_described():
+    undescribed = [name for name, spec in SAM["Parameters"].items() if not str(spec.get("Description", "")).strip()]
+    assert undescribed == []
+
+
+# --- 8. parameter validation in the emulator -----------------------------------------------------------------
+
+
+def test_defaults_and_sensible_overrides_are_accepted(cfn):
+    overrides = {"UserPath": "/service-accounts/", "DryRun": "true", "MaxKeyAgeDays": "30"}
+    values = parameter_values(cfn, overrides)
+    assert values["UserPath"] == "/service-accounts/" and values["MaxKeyAgeDays"] == "30"
+    assert parameter_values(cfn)["ScheduleExpression"] == "rate(1 day)"
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("UserPath", "/service-accounts"),
+        ("DryRun", "yes"),
+        ("MaxKeyAgeDays", "0"),
+        ("ScheduleState", "PAUSED"),
+        ("NoSuchParameter", "x"),
+    ],
+)
+def test_bad_override_is_rejected_naming_the_parameter(cfn, name, value):
+    with pytest.raises(TemplateError, match=re.escape(name)):
+        parameter_values(cfn, {name: value})
