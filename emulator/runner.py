@@ -74,11 +74,15 @@ class Emulator:
         self._runs = 0
 
     def __enter__(self) -> Emulator:
-        self._stack.enter_context(mock.patch.dict(os.environ, FAKE_ENVIRONMENT))
-        self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
-        self.deployment = stack.deploy(self.parameters)
-        self._stack.enter_context(faithful_moto(self.clock, self.deployment.functions, self.recorder))
-        account.seed(self.fixture, self.clock.now, self.secret_prefix)
+        try:
+            self._stack.enter_context(mock.patch.dict(os.environ, FAKE_ENVIRONMENT))
+            self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
+            self.deployment = stack.deploy(self.parameters)
+            self._stack.enter_context(faithful_moto(self.clock, self.deployment.functions, self.recorder))
+            account.seed(self.fixture, self.clock.now, self.secret_prefix)
+        except BaseException:
+            self._stack.close()  # a half-built account must not outlive a failed start
+            raise
         self.sfn = boto3.client("stepfunctions", region_name=stack.REGION)
         return self
 

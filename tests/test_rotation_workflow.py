@@ -395,3 +395,37 @@ def test_a_planning_failure_is_emailed_and_fails_the_run_with_nothing_changed(em
     assert "AccessDenied" in run.cause
     (email,) = run.emails
     assert "run failed" in email.subject and "The run failed before any user was processed" in email.body
+
+
+def test_a_run_restricted_to_named_users_leaves_the_others_alone(emulate):
+    aws = emulate(account_with(("a", [key(95, in_secret=True)]), ("b", [key(95, in_secret=True)])))
+    b_before = keys("b")
+
+    run = aws.start({"time": START, "users": ["a"]})
+
+    assert outcomes(run) == {"a": "rotated"} and run.output["managedUsers"] == 1
+    assert keys("b") == b_before
+
+
+def test_the_secret_name_prefix_parameter_names_the_secret(emulate):
+    aws = emulate(account_with(("app", [key(95)])), SecretNamePrefix="team-a/keys/")
+
+    run = aws.scheduled_run()
+
+    assert outcomes(run) == {"app": "rotated"}
+    assert account.secret_versions("iam-key-rotation/app") == []
+    assert staged(aws, "app")["AWSCURRENT"] in keys("app")  # staged() reads <SecretNamePrefix>app
+    assert aws.secret_prefix == "team-a/keys/"
+
+
+def test_the_execution_history_still_records_the_new_secret_key(emulate):
+    # A known residual risk (README, Security): Step Functions records CreateAccessKey's raw result in the
+    # history whatever ResultSelector keeps. This test pins it, and proves the leak scan above can see a secret.
+    aws = emulate(account_with(("app", [key(95, in_secret=True)])))
+
+    run = aws.scheduled_run()
+
+    created = [e for e in run.events if e.get("taskSucceededEventDetails", {}).get("resourceType") == "aws-sdk:iam"]
+    stored = account.secret_value("iam-key-rotation/app")["SecretAccessKey"]
+    assert any(stored in e["taskSucceededEventDetails"]["output"] for e in created)
+    assert stored not in json.dumps(run.output)
