@@ -2,7 +2,8 @@
 
 Each patch fixes one measured difference (see ../shared/notes/emulator-facts.md); none bends the ASL:
 - executions run synchronously on the caller's thread, and Retry backoff is recorded, not slept;
-- aws-sdk errors are named as AWS names them: ``Iam.NoSuchEntityException``, ``Iam.ThrottlingException``;
+- aws-sdk errors are named as AWS names them: ``Iam.NoSuchEntityException`` for an error in the service's
+  model, ``Iam.IamException`` for one outside it (IAM's Throttling and AccessDenied among them);
 - SDK results and ``$$.Execution.StartTime`` reach the state machine as ISO strings, not datetimes;
 - ``lambda:invoke`` runs the real handler from its code directory, with the function's environment;
 - IAM key creation dates and execution start times come from a settable clock, so runs can move in time;
@@ -45,10 +46,12 @@ class Clock:
 
 
 class Recorder:
-    """What the interpreter asked for: backoff delays, in seconds, by state."""
+    """What happened beneath the workflow: Retry backoff delays asked for (seconds, in order), and every
+    secret access key IAM issued, so tests can scan for it even after the key is deleted."""
 
     def __init__(self):
         self.retry_delays: list[float] = []
+        self.issued_secrets: set[str] = set()
 
 
 def _iso(value):
@@ -77,9 +80,10 @@ def _list_users_in_pages(response):
 
 
 def _aws_error_name(service: str, error) -> str:
-    code = error.response.get("Error", {}).get("Code") or type(error).__name__
-    code = code.split("#")[-1]
-    name = f"{SERVICE_ERROR_NAMES.get(service.lower(), service)}.{code}"
+    """ServiceName.ErrorNameException; botocore raises a plain ClientError for a code outside the model."""
+    service_name = SERVICE_ERROR_NAMES.get(service.lower(), service)
+    error_name = service_name if type(error).__name__ == "ClientError" else type(error).__name__
+    name = f"{service_name}.{error_name}"
     return name if name.endswith("Exception") else name + "Exception"
 
 
@@ -120,9 +124,6 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
         original_eval(self, env, *args, **kwargs)
         env.stack.append(_iso(env.stack.pop()))
 
-    def error_name(norm_service_name, ex):
-        return _aws_error_name(norm_service_name, ex)
-
     class NoSleep:
         @staticmethod
         def sleep(seconds):
@@ -142,11 +143,20 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
             result = {"errorType": type(error).__name__, "errorMessage": str(error)}
         return json.dumps(result).encode()
 
+    from moto.iam.models import IAMBackend
+
+    create_access_key = IAMBackend.create_access_key
+
+    def recording_create_access_key(backend, *args, **kwargs):
+        key = create_access_key(backend, *args, **kwargs)
+        recorder.issued_secrets.add(key.secret_access_key)
+        return key
+
     patches = [
         mock.patch.object(ExecutionWorker, "start", start_synchronously),
         mock.patch.object(sdk_task, "_eval_service_task", eval_with_iso_dates),
         mock.patch.object(sdk_task, "_normalise_service_error_name", staticmethod(lambda name: name)),
-        mock.patch.object(sdk_task, "_normalise_exception_name", staticmethod(error_name)),
+        mock.patch.object(sdk_task, "_normalise_exception_name", staticmethod(_aws_error_name)),
         mock.patch.object(state_task_service_aws_sdk, "boto_client_for", cached_client),
         mock.patch.object(lambda_eval_utils, "boto_client_for", cached_client),
         mock.patch.object(retrier_decl, "time", NoSleep()),
@@ -154,6 +164,7 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
         mock.patch.object(LambdaSimpleBackend, "invoke", invoke_in_process),
         mock.patch("moto.iam.models.utcnow", clock.naive_utc),
         mock.patch.object(IamResponse, "list_users", _list_users_in_pages),
+        mock.patch.object(IAMBackend, "create_access_key", recording_create_access_key),
     ]
     # moto logs each IsPresent miss as an error; real failures are in the execution history instead.
     interpreter_log = logging.getLogger("moto.stepfunctions.parser")

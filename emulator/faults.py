@@ -62,11 +62,12 @@ def aws_error(service: str, code: str, message: str = "injected fault"):
 
 
 @contextlib.contextmanager
-def failing(service: str, operation: str, code: str, times: int | None = None, when=None):
+def failing(service: str, operation: str, code: str, times: int | None = None, when=None, after: bool = False):
     """While active, ``operation`` (a moto backend method name) of ``service`` raises ``code``.
 
     ``times``: fail only the first N calls (None: every call). ``when``: a predicate over the call's
-    arguments; calls it rejects go through untouched (e.g. fail only one user's calls).
+    arguments; calls it rejects go through untouched (e.g. fail only one user's calls). ``after``: the
+    operation takes effect first and only its response is lost, as with a timeout.
     """
     backend = _backend(service)
     original = getattr(backend, operation)
@@ -77,6 +78,8 @@ def failing(service: str, operation: str, code: str, times: int | None = None, w
             fault.calls += 1
             if times is None or fault.failures < times:
                 fault.failures += 1
+                if after:
+                    original(self, *args, **kwargs)
                 raise aws_error(service, code)
         return original(self, *args, **kwargs)
 

@@ -45,6 +45,8 @@ class Run:
     events: list[dict]
     emails: list[Email]
     retry_delays: list[float] = field(default_factory=list)
+    keys_before: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> {key id: status}
+    keys_after: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def states_entered(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
@@ -71,7 +73,7 @@ class Emulator:
         self.parameters = {**fixture.get("parameters", {}), **(parameters or {})}
         self.recorder = Recorder()
         self._stack = contextlib.ExitStack()
-        self._runs = 0
+        self.runs: list[Run] = []
 
     def __enter__(self) -> Emulator:
         try:
@@ -109,17 +111,19 @@ class Emulator:
 
     def start(self, execution_input: dict | str | None) -> Run:
         """Start one execution at the clock's time and return it finished (executions run synchronously)."""
-        self._runs += 1
-        name = f"run-{self._runs:03d}"
-        raw = execution_input if isinstance(execution_input, str) else json.dumps(execution_input or {})
+        name = f"run-{len(self.runs) + 1:03d}"
+        raw = execution_input if isinstance(execution_input, str) else json.dumps(
+            {} if execution_input is None else execution_input
+        )
         sent_before = len(_sent_messages())
         delays_before = len(self.recorder.retry_delays)
+        keys_before = self._key_statuses()
         arn = self.sfn.start_execution(stateMachineArn=self.deployment.state_machine_arn, name=name, input=raw)[
             "executionArn"
         ]
         described = self.sfn.describe_execution(executionArn=arn)
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-        return Run(
+        run = Run(
             name=name,
             time=account.iso(self.clock.now),
             input=json.loads(raw) if _is_json(raw) else {"raw": raw},
@@ -130,7 +134,19 @@ class Emulator:
             events=events,
             emails=[Email(m.source, list(m.destinations.get("ToAddresses", [])), m.subject, m.body) for m in _sent_messages()[sent_before:]],
             retry_delays=self.recorder.retry_delays[delays_before:],
+            keys_before=keys_before,
+            keys_after=self._key_statuses(),
         )
+        self.runs.append(run)
+        return run
+
+    def _key_statuses(self) -> dict[str, dict[str, str]]:
+        return {user: {k.id: k.status for k in account.keys_of(user)} for user in self.users}
+
+    @property
+    def issued_secrets(self) -> set[str]:
+        """Every secret access key IAM issued in this account, deleted keys' included."""
+        return set(self.recorder.issued_secrets)
 
     def invoke_preflight(self, event: dict) -> tuple[dict, str | None]:
         """Invoke the deployed pre-flight Lambda through the Lambda API: (payload, FunctionError or None)."""
@@ -138,8 +154,20 @@ class Emulator:
         response = boto3.client("lambda", region_name=stack.REGION).invoke(FunctionName=name, Payload=json.dumps(event))
         return json.loads(response["Payload"].read()), response.get("FunctionError")
 
-    def invariant_violations(self) -> list[str]:
-        return account.invariant_violations(self.users, self.secret_prefix)
+    def invariant_violations(self, run: Run | None = None) -> list[str]:
+        """The workflow's promises, checked on the account (and, given a run, on what that run changed)."""
+        problems = account.secret_violations(self.users, self.secret_prefix)
+        if run is None:
+            return problems
+        for user in self.users:
+            before, after = run.keys_before[user], run.keys_after[user]
+            problems += [f"{user}: Active key {k} was deleted" for k, s in before.items() if s == "Active" and k not in after]
+            held = {v.key_id for v in account.secret_versions(self.secret_prefix + user)}
+            problems += [
+                f"{user}: key {k} was created by {run.name} but no secret version holds it"
+                for k in sorted(set(after) - set(before) - held)
+            ]
+        return problems
 
 
 def _sent_messages():

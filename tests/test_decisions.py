@@ -114,11 +114,18 @@ RETIREMENT = [
         want("retire", deactivate="PREV", record=["PREV"]),
     ),
     case(
-        "secret holds the older key: newer hand-made key deactivated",
+        "secret holds the older key: a newer hand-made key blocks, a consumer may use it",
         [active("CUR", 30), active("HAND", 2)],
         holds("CUR"),
-        want("retire", deactivate="HAND", record=["HAND"]),
+        BLOCKED,
     ),
+    case(
+        "secret holds the newer key: the older one is deactivated",
+        [active("OLD", 60), active("CUR", 30)],
+        holds("CUR"),
+        want("retire", deactivate="OLD", record=["OLD"]),
+    ),
+    case("secret with no current version: like a missing secret", [active("CUR", 30)], holds(None), UNCHANGED),
     case("foreign secret: nothing retired", [active("OLD", 40), active("NEW", 10)], FOREIGN, UNCHANGED),
     case("no secret: nothing retired", [active("OLD", 40), active("NEW", 10)], MISSING_SECRET, UNCHANGED),
     case(
@@ -374,3 +381,37 @@ def test_parse_inactive_since_tags():
 )
 def test_key_id_from_version_id(version_id, key_id):
     assert decisions.key_id_from_version_id(version_id) == key_id
+
+
+@pytest.mark.parametrize("days", [(14, 7, 7), (10, 7, 7), (7, 7, 0)], ids=["equal to the windows", "shorter", "install only"])
+def test_a_max_key_age_inside_the_windows_is_refused(days):
+    with pytest.raises(decisions.InvalidConfiguration, match="MaxKeyAgeDays"):
+        Policy.from_days(*days).check()
+
+
+def test_the_default_policy_is_accepted():
+    POLICY.check()
+    Policy.from_days(15, 7, 7).check()
+
+
+@pytest.mark.parametrize(
+    "keys, secret_key, expected",
+    [
+        ([active("OLD", 95)], None, (None, [])),
+        ([active("OLD", 95), active("NEW", 0)], None, (None, ["NEW"])),
+        ([active("OLD", 95), active("NEW", 0)], "NEW", ("NEW", [])),
+        ([active("OLD", 95), active("NEW", 0)], "OLD", (None, ["NEW"])),
+        ([active("OLD", 95), active("HAND", 3)], None, (None, [])),
+    ],
+    ids=["nothing created", "created, not stored", "stored after all", "secret still on the old key", "older unknown key kept"],
+)
+def test_keys_to_clean_up_after_a_failed_create_or_store(keys, secret_key, expected):
+    known = {"OLD"}
+    secret = holds(secret_key) if secret_key else MISSING_SECRET
+    assert decisions.keys_to_clean_up(known, keys, secret, since=NOW - timedelta(minutes=5)) == expected
+
+
+def test_a_user_name_with_a_trailing_newline_is_rejected():
+    with pytest.raises(InvalidInput, match="not IAM user names"):
+        decisions.parse_run_request({"users": ["app\n"]}, "2026-01-05T06:00:00Z")
+

@@ -15,7 +15,7 @@ def test_the_demo_walks_the_lifecycle_and_its_checks_pass(capsys):
         assert f": {outcome}" in shown
     assert "Subject: IAM access key rotation 2026-01-05T06:00:00Z: 1 rotated, 1 blocked" in shown
     assert "Timeline of run-001" in shown and "Act on each user" in shown
-    assert "invariants (AWSCURRENT is an Active key of its user; created keys are stored): hold" in shown
+    assert "invariants (AWSCURRENT is an Active key of its user; every key created is stored; no Active key deleted): hold" in shown
     assert "Lambda payloads: none" in shown
 
 

@@ -9,7 +9,8 @@ from unittest import mock
 
 import pytest
 
-from emulator import account, stack
+from emulator import stack
+from emulator.faults import failing
 from emulator.runner import Emulator
 
 DEMO = json.loads((stack.ROOT / "fixtures" / "demo-account.json").read_text())
@@ -101,7 +102,7 @@ def test_plan_never_reads_a_secret_value(aws):
         plan, error = aws.invoke_preflight(event("preflight-plan-scheduled.json"))
 
     assert error is None, plan
-    secrets = account.all_secret_access_keys()
+    secrets = aws.issued_secrets
     assert not any(secret in json.dumps(plan) for secret in secrets)
 
 
@@ -131,3 +132,20 @@ def test_a_user_tag_outside_the_scope_parameters_is_not_managed():
 
     assert plan["managedUsers"] == 1
     assert list(by_user(plan)) == ["in-path"]
+
+
+def test_a_name_outside_the_readable_path_is_rejected_as_unmanaged(aws):
+    # On AWS the function may read only users under UserPath: any other name is AccessDenied, existing or not.
+    with failing("iam", "get_user", "AccessDenied", when=lambda user_name: user_name == "contractor"):
+        payload, _ = aws.invoke_preflight({"phase": "plan", "input": {"time": "2026-01-05T06:00:00Z", "users": ["contractor"]}})
+
+    assert payload["errorType"] == "InvalidInput"
+    assert "no user named contractor under the managed path /" in payload["errorMessage"]
+
+
+def test_contradictory_windows_are_refused_before_anything_is_read():
+    with Emulator(DEMO, {"MaxKeyAgeDays": "14"}) as aws:
+        payload, error = aws.invoke_preflight(event("preflight-plan-scheduled.json"))
+
+    assert (error, payload["errorType"]) == ("Unhandled", "InvalidConfiguration")
+    assert "MaxKeyAgeDays (14) must be greater than InstallWindowDays + RecoveryWindowDays (7 + 7)" in payload["errorMessage"]

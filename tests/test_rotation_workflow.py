@@ -2,7 +2,10 @@
 states of keys, secret versions, emails and execution status."""
 
 import json
+from unittest import mock
 
+import app
+import boto3
 import pytest
 
 from emulator import account
@@ -31,8 +34,9 @@ def account_with(*users, parameters=NOTIFYING, verified=("rotation@example.com",
 
 
 @pytest.fixture
-def emulate():
-    """emulate(fixture, **parameters) -> a started Emulator, closed after the test."""
+def emulate(request):
+    """emulate(fixture, **parameters) -> a started Emulator. After the test, every run it made is checked for
+    the invariants and for secret material in its output, cause, emails and Lambda payloads."""
     started = []
 
     def start(fixture, **parameters):
@@ -41,8 +45,14 @@ def emulate():
         return aws
 
     yield start
-    for aws in started:
-        aws.__exit__(None, None, None)
+    try:
+        if not request.node.get_closest_marker("leaves_unstored_key"):
+            for aws in started:
+                for run in aws.runs:
+                    assert_sound(aws, run)
+    finally:
+        for aws in started:
+            aws.__exit__(None, None, None)
 
 
 def keys(user):
@@ -55,17 +65,37 @@ def staged(aws, user):
     return {stage: v.key_id for v in account.secret_versions(aws.secret_prefix + user) for stage in v.stages}
 
 
+def summary(run):
+    """The run's per-user summary: its output, or on failure the copy its cause carries."""
+    return run.output or json.loads(run.cause.split("Summary: ", 1)[1])
+
+
 def outcomes(run):
-    summary = run.output or json.loads(run.cause.split("Summary: ", 1)[1])
-    return {u["user"]: u["outcome"] for u in summary["users"]}
+    return {u["user"]: u["outcome"] for u in summary(run)["users"]}
 
 
 def assert_sound(aws, run):
     """The invariants, and no secret access key in the output, cause, emails or Lambda payloads."""
-    assert aws.invariant_violations() == []
-    secrets = account.all_secret_access_keys()
+    assert aws.invariant_violations(run) == [], run.name
+    secrets = aws.issued_secrets
     texts = [json.dumps(run.output), run.cause or ""] + [e.body + e.subject for e in run.emails] + run.lambda_payloads()
-    assert not [s for s in secrets if any(s in t for t in texts)]
+    assert not [s for s in secrets if any(s in t for t in texts)], f"secret material in {run.name}"
+
+
+def after_planning(effect):
+    """Patch the Lambda's plan phase so ``effect`` happens between the plan and the actions (a person at work)."""
+    plan_run = app.plan_run
+
+    def plan_then_act(*args, **kwargs):
+        plan = plan_run(*args, **kwargs)
+        effect()
+        return plan
+
+    return mock.patch.object(app, "plan_run", plan_then_act)
+
+
+def iam():
+    return boto3.client("iam")
 
 
 # --- the lifecycle -------------------------------------------------------------------------------------------
@@ -83,7 +113,7 @@ def test_due_key_is_rotated_into_a_new_secret_version_and_the_old_key_stays_acti
     assert staged(aws, "app") == {"AWSCURRENT": new, "AWSPREVIOUS": old}
     stored = account.secret_value("iam-key-rotation/app")
     assert stored["AccessKeyId"] == new and stored["UserName"] == "app" and stored["Version"] == 1
-    assert stored["SecretAccessKey"] in account.all_secret_access_keys()
+    assert stored["SecretAccessKey"] in aws.issued_secrets
     assert run.output["rotated"] == 1 and run.output["users"][0]["newKeyId"] == new
     assert_sound(aws, run)
 
@@ -289,14 +319,16 @@ def test_without_time_the_run_uses_the_execution_start_time(emulate):
         ({"force": True}, '"force" rotates named users only'),
         ({"time": START, "verbose": True}, "unknown field(s) verbose"),
         ({"time": START, "users": ["ghost"]}, "no IAM user is named ghost"),
+        ([], "the execution input must be a JSON object"),
+        ("not json at all", "the execution input must be a JSON object"),
     ],
-    ids=["bad-time", "users-not-a-list", "force-without-users", "unknown-field", "unknown-user"],
+    ids=["bad-time", "users-not-a-list", "force-without-users", "unknown-field", "unknown-user", "a-list", "a-string"],
 )
 def test_bad_input_fails_with_a_clear_error_and_changes_nothing(emulate, execution_input, complaint):
     aws = emulate(account_with(("app", [key(95, in_secret=True)])))
     before = (keys("app"), staged(aws, "app"))
 
-    run = aws.start(execution_input)
+    run = aws.start(json.dumps(execution_input) if execution_input != "not json at all" else '"not json at all"')
 
     assert (run.status, run.error) == ("FAILED", "InvalidInput")
     assert complaint in run.cause
@@ -429,3 +461,145 @@ def test_the_execution_history_still_records_the_new_secret_key(emulate):
     stored = account.secret_value("iam-key-rotation/app")["SecretAccessKey"]
     assert any(stored in e["taskSucceededEventDetails"]["output"] for e in created)
     assert stored not in json.dumps(run.output)
+
+
+# --- ambiguous failures and races --------------------------------------------------------------------------
+
+
+def test_a_store_that_succeeded_despite_its_error_keeps_the_new_key(emulate):
+    # The first PutSecretValue takes effect but its response is lost; so do the retries (idempotent by token).
+    aws = emulate(account_with(("app", [key(95, in_secret=True)])))
+    (old,) = keys("app")
+
+    with failing("secretsmanager", "put_secret_value", "InternalServiceError", after=True):
+        run = aws.scheduled_run()
+
+    (new,) = set(keys("app")) - {old}
+    assert staged(aws, "app") == {"AWSCURRENT": new, "AWSPREVIOUS": old}
+    assert keys("app") == {old: "Active", new: "Active"}
+    assert (run.status, outcomes(run)) == ("SUCCEEDED", {"app": "rotated"})
+
+
+def test_a_create_that_succeeded_despite_its_error_leaves_no_stray_key(emulate):
+    # The first CreateAccessKey creates a key whose response is lost; the retry meets IAM's two-key limit.
+    aws = emulate(account_with(("app", [key(95, in_secret=True)])))
+    before = (keys("app"), staged(aws, "app"))
+
+    with failing("iam", "create_access_key", "ServiceFailure", times=1, after=True):
+        run = aws.scheduled_run()
+
+    assert (keys("app"), staged(aws, "app")) == before
+    assert (run.status, outcomes(run)) == ("FAILED", {"app": "failed"})
+    assert "was not stored, so it was deleted again" in summary(run)["users"][0]["detail"]
+
+    aws.advance(1)
+    retried = aws.scheduled_run()  # the fault has cleared: the next run converges
+    assert outcomes(retried) == {"app": "rotated"} and len(keys("app")) == 2
+
+
+def test_a_failed_first_store_deletes_the_new_key_and_creates_no_secret(emulate):
+    aws = emulate(account_with(("app", [key(95)])))
+    before = keys("app")
+
+    with failing("secretsmanager", "create_secret", "InternalServiceError"):
+        run = aws.scheduled_run()
+
+    assert keys("app") == before and staged(aws, "app") == {}
+    assert (run.status, run.error) == ("FAILED", "RotationFailed")
+    assert "SecretsManager.InternalServiceErrorException" in run.cause
+
+
+@pytest.mark.leaves_unstored_key
+def test_a_new_key_that_can_be_neither_stored_nor_deleted_is_reported_for_deletion_by_hand(emulate):
+    aws = emulate(account_with(("app", [key(95, in_secret=True)])))
+    (old,) = keys("app")
+
+    with failing("secretsmanager", "put_secret_value", "InternalServiceError"), failing(
+        "iam", "delete_access_key", "ServiceFailure"
+    ):
+        run = aws.scheduled_run()
+
+    (orphan,) = set(keys("app")) - {old}
+    assert staged(aws, "app") == {"AWSCURRENT": old}  # consumers still have a working key
+    assert (run.status, run.error) == ("FAILED", "RotationFailed")
+    body = run.emails[0].body.replace("\n    ", " ")
+    assert f"aws iam delete-access-key --user-name app --access-key-id {orphan}" in body
+    assert aws.invariant_violations(run) == [f"app: key {orphan} was created by run-001 but no secret version holds it"]
+
+
+def test_a_key_reactivated_after_the_plan_is_not_deleted(emulate):
+    # Day 14 after a rotation: the old key is due for deletion, but a person re-activates it meanwhile.
+    aws = emulate(account_with(("app", [key(14, in_secret=True), key(120, "Inactive", inactive_days_ago=7)])))
+    current, old = sorted(keys("app"), key=lambda k: keys("app")[k])
+
+    with after_planning(lambda: iam().update_access_key(UserName="app", AccessKeyId=old, Status="Active")):
+        run = aws.scheduled_run()
+
+    assert keys("app") == {current: "Active", old: "Active"}
+    assert (run.status, outcomes(run)) == ("FAILED", {"app": "failed"})
+    assert f"key {old} was re-activated after this run planned to delete it" in run.cause
+
+
+def test_a_key_deleted_by_hand_after_the_plan_counts_as_deleted(emulate):
+    aws = emulate(account_with(("app", [key(14, in_secret=True), key(120, "Inactive", inactive_days_ago=7)])))
+    current, old = sorted(keys("app"), key=lambda k: keys("app")[k])
+
+    with after_planning(lambda: iam().delete_access_key(UserName="app", AccessKeyId=old)):
+        run = aws.scheduled_run()
+
+    assert keys("app") == {current: "Active"}
+    assert (run.status, outcomes(run)) == ("SUCCEEDED", {"app": "retired"})
+
+
+# --- tags, stale secrets, configuration --------------------------------------------------------------------
+
+
+def test_a_key_deactivated_by_hand_gets_its_full_recovery_window_from_first_sight(emulate):
+    aws = emulate(account_with(("app", [key(40, in_secret=True), key(130, "Inactive")])))
+    current, old = sorted(keys("app"), key=lambda k: keys("app")[k])
+
+    aws.scheduled_run()
+    assert account.tags_of("app")[f"key-rotation:inactive-since:{old}"] == START
+    aws.advance(6)
+    aws.scheduled_run()
+    assert old in keys("app")  # 6 days Inactive as far as anyone knows, although the current key is 46 days old
+    aws.advance(1)
+    aws.scheduled_run()
+    assert old not in keys("app")
+
+
+def test_a_reactivated_key_loses_its_inactive_since_tag(emulate):
+    aws = emulate(account_with(("app", [key(3, in_secret=True), key(100, inactive_days_ago=20)])))
+
+    run = aws.scheduled_run()
+
+    assert not [t for t in account.tags_of("app") if t.startswith("key-rotation:")]
+    assert run.emails == []  # housekeeping is not news
+
+
+def test_a_secret_holding_a_deleted_key_blocks_until_a_rotation_is_forced(emulate):
+    aws = emulate(account_with(("app", [key(30, in_secret=True), key(10)])))
+    held = staged(aws, "app")["AWSCURRENT"]
+    iam().delete_access_key(UserName="app", AccessKeyId=held)
+    before = keys("app")
+
+    blocked = aws.scheduled_run()
+    assert keys("app") == before and outcomes(blocked) == {"app": "blocked"}
+    assert f"its secret holds key {held}, which is not an Active key" in blocked.output["users"][0]["detail"]
+
+    forced = aws.start({"time": START, "users": ["app"], "force": True})
+    assert outcomes(forced) == {"app": "rotated"}
+    assert staged(aws, "app")["AWSCURRENT"] in keys("app")
+
+
+def test_contradictory_windows_fail_the_run_with_advice_and_change_nothing(emulate):
+    aws = emulate(account_with(("app", [key(95, in_secret=True)])), MaxKeyAgeDays="10")
+    before = keys("app")
+
+    run = aws.scheduled_run()
+
+    assert keys("app") == before
+    assert (run.status, run.error) == ("FAILED", "RotationFailed")
+    assert "MaxKeyAgeDays (10) must be greater than InstallWindowDays + RecoveryWindowDays" in run.cause
+    assert "The run failed before any user was processed" in run.emails[0].body
+

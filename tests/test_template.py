@@ -12,6 +12,7 @@ from collections import Counter
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+import botocore.session
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
@@ -224,13 +225,29 @@ def test_every_task_retries_transient_errors_with_jittered_backoff_and_catches_t
             assert "States.ALL" not in rule["ErrorEquals"], f"{name} retries every error, not named transient ones"
 
 
-def test_error_names_are_spelled_as_aws_spells_them(asl):
+def aws_error_names(service: str) -> set[str]:
+    """What Step Functions can report for an aws-sdk task: ``Service.ShapeException`` for each error shape in
+    the service's model (the suffix added where the shape lacks it) and ``Service.ServiceException`` for any
+    error outside the model (IAM's Throttling and AccessDenied among them)."""
+    prefix = SERVICE_PREFIX[service]
+    shapes = botocore.session.get_session().get_service_model(service).error_shapes
+    names = {f"{prefix}.{shape.name}" for shape in shapes} | {f"{prefix}.{prefix}"}
+    return {n if n.endswith("Exception") else n + "Exception" for n in names}
+
+
+# AWS's documented transient errors of the optimised lambda:invoke integration, and the Lambda's own errors.
+LAMBDA_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                 "Lambda.TooManyRequestsException", "InvalidInput"}
+
+
+def test_error_names_are_ones_aws_can_report(asl):
     for name, task in tasks(asl):
-        service = SERVICE_PREFIX[aws_sdk_service(task)]
+        service = aws_sdk_service(task)
+        known = LAMBDA_ERRORS if service == "lambda" else aws_error_names(service)
         for error in error_names(task):
             assert ERROR_NAME.match(error), f"{name}: {error!r}"
-            if not error.startswith("States.") and error != "InvalidInput":
-                assert error.startswith(service + "."), f"{name} calls {service} but handles {error!r}"
+            if not error.startswith("States."):
+                assert error in known, f"{name} handles {error!r}, which a {service} task never reports"
 
 
 # --- 5. ASL <-> Lambda contract ------------------------------------------------------------------------------

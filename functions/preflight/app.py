@@ -1,8 +1,13 @@
-"""The pre-flight Lambda: a thin shell around decisions.py and report.py.
+"""The pre-flight Lambda: a thin shell around decisions.py and report.py. Read-only, and it never reads a
+secret value.
 
-Two phases, both called by the state machine:
+Phases, each called by the state machine:
 - ``{"phase": "plan", "input": <execution input>, "startTime": "..."}`` reads the managed users, their keys,
-  tags and secret metadata (never a secret value) and returns the plan: what each user needs.
+  tags and secret metadata and returns the plan: what each user needs.
+- ``{"phase": "key-status", "user": ..., "keyId": ...}``: "Active", "Inactive" or "Missing", asked just
+  before a key is deleted (a person may have re-activated it since the plan).
+- ``{"phase": "reconcile", "user", "secretName", "knownKeyIds", "since"}``: after a failed create or store,
+  which new key the secret holds after all, and which unstored keys to delete.
 - ``{"phase": "report", "plan": ..., "results": [...]}`` turns the plan and the per-user results into the
   run's summary and email text.
 Configuration comes from environment variables set by template.yaml.
@@ -24,6 +29,7 @@ logger = logging.getLogger()
 logger.setLevel(logging.INFO)
 
 InvalidInput = decisions.InvalidInput
+InvalidConfiguration = decisions.InvalidConfiguration
 
 
 @dataclass(frozen=True)
@@ -60,14 +66,29 @@ class Settings:
 def handler(event, context):
     phase = event.get("phase") if isinstance(event, dict) else None
     settings = Settings.from_env()
-    if phase == "plan":
-        return plan_run(event, settings, boto3.client("iam"), boto3.client("secretsmanager"))
     if phase == "report":
         return report.build(event, settings)
-    raise InvalidInput(f'unknown phase {phase!r}: the event must hold "phase": "plan" or "report"')
+    iam, secretsmanager = boto3.client("iam"), boto3.client("secretsmanager")
+    if phase == "plan":
+        return plan_run(event, settings, iam, secretsmanager)
+    if phase == "key-status":
+        keys, _ = _keys(iam, event["user"], {})
+        return {"status": next((("Active" if k.active else "Inactive") for k in keys if k.id == event["keyId"]), "Missing")}
+    if phase == "reconcile":
+        keys, _ = _keys(iam, event["user"], {})
+        stored, unstored = decisions.keys_to_clean_up(
+            set(event["knownKeyIds"]),
+            keys,
+            _secret(secretsmanager, event["secretName"]),
+            decisions.parse_time(event["since"]),
+        )
+        logger.info("user %s: after a failed rotation, stored %s, unstored %s", event["user"], stored, unstored)
+        return {"storedKeyId": stored, "deleteKeyIds": unstored}
+    raise InvalidInput(f"unknown phase {phase!r}: the event must hold a phase: plan, key-status, reconcile or report")
 
 
 def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
+    settings.policy.check()
     request = decisions.parse_run_request(event.get("input", {}), event.get("startTime"))
     users = _requested_users(iam, settings, request.users) if request.users else _managed_users(iam, settings)
 
@@ -83,7 +104,7 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
         if decision.outcome == "blocked":
             blocked.append({"user": name, "reason": decision.reason})
         if decision.has_actions:
-            actions.append(report.plan_item(decision, secret_name, request.time))
+            actions.append(report.plan_item(decision, secret_name, [k.id for k in keys]))
         elif decision.outcome != "blocked":
             unchanged += 1
 
@@ -120,9 +141,15 @@ def _requested_users(iam, settings: Settings, names) -> list[tuple[str, dict | N
         except iam.exceptions.NoSuchEntityException:
             problems.append(f"no IAM user is named {name}")
             continue
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "AccessDenied":
+                raise
+            # This function may read only users under UserPath: any other name is denied, existing or not.
+            problems.append(f"no user named {name} under the managed path {settings.user_path}")
+            continue
         tags = {t["Key"]: t["Value"] for t in user.get("Tags", [])}
         if decisions.is_managed(user["Path"], tags, settings.user_path, settings.user_tag_key, settings.user_tag_value):
-            found.append((name, tags))
+            found.append((user["UserName"], tags))  # IAM names are case-insensitive: use IAM's spelling
         else:
             problems.append(f"user {name} is not managed by this stack (it manages {settings.scope()})")
     if problems:
@@ -142,8 +169,8 @@ def _keys(iam, name: str, tags: dict | None) -> tuple[list[decisions.Key], tuple
     pages = iam.get_paginator("list_access_keys").paginate(UserName=name)
     metadata = [k for page in pages for k in page["AccessKeyMetadata"]]
     inactive_ids = {k["AccessKeyId"] for k in metadata if k["Status"] != "Active"}
-    if tags is None and (inactive_ids or len(metadata) > 1):
-        tags = _tags(iam, name)  # only a user with an Inactive or a second key can have tags that matter here
+    if tags is None and metadata:
+        tags = _tags(iam, name)  # a user without keys has no inactive-since tag that matters
     inactive_since = decisions.parse_inactive_since_tags(tags or {})
     keys = [
         decisions.Key(
@@ -167,6 +194,7 @@ def _secret(secretsmanager, name: str) -> decisions.Secret:
     current_version = next(
         (vid for vid, stages in described.get("VersionIdsToStages", {}).items() if "AWSCURRENT" in stages), None
     )
+    # A secret created empty (no AWSCURRENT yet) holds no key: the next rotation gives it one.
     key_id = decisions.key_id_from_version_id(current_version) if current_version else None
     return decisions.Secret(
         exists=True,

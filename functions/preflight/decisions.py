@@ -22,11 +22,15 @@ SECRET_VERSION_PREFIX = "key-rotation-"
 INACTIVE_SINCE_TAG_PREFIX = "key-rotation:inactive-since:"
 
 # IAM user names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_User.html
-USER_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{1,64}$")
+USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
 
 
 class InvalidInput(Exception):
     """The execution input or the requested users cannot be processed. Raised before anything changes."""
+
+
+class InvalidConfiguration(Exception):
+    """The stack's parameters contradict each other. Raised before anything changes."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,16 @@ class Policy:
     @classmethod
     def from_days(cls, max_key_age: int, install_window: int, recovery_window: int) -> Policy:
         return cls(timedelta(days=max_key_age), timedelta(days=install_window), timedelta(days=recovery_window))
+
+    def check(self) -> None:
+        """A key must outlive its predecessor's install and recovery windows, or every rotation would have to
+        delete the previous key early to make room (or block the user for good)."""
+        if self.max_key_age <= self.install_window + self.recovery_window:
+            raise InvalidConfiguration(
+                f"MaxKeyAgeDays ({self.max_key_age.days}) must be greater than InstallWindowDays + "
+                f"RecoveryWindowDays ({self.install_window.days} + {self.recovery_window.days}): otherwise a "
+                "rotation would find the previous key still inside its windows. Change the stack's parameters."
+            )
 
 
 @dataclass(frozen=True)
@@ -180,7 +194,7 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
     secret_key = next((k for k in keys if k.id == secret.key_id), None) if secret.key_id else None
     current = secret_key if secret_key and secret_key.active else (active[-1] if active else None)
     secret_healthy = secret_key is not None and secret_key is current
-    secret_stale = secret.exists and not secret.foreign and not secret_healthy
+    secret_stale = secret.key_id is not None and not secret_healthy
 
     # Inactive keys without a recorded time get one now: their recovery window starts today.
     record = {k.id: now for k in inactive if k.inactive_since is None}
@@ -195,7 +209,7 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
     if rotate_reason:
         delete_id = None
         if len(keys) >= 2:
-            spare = [k for k in inactive if k is not current]
+            spare = inactive  # never the current key, which is Active
             if not spare:
                 return Decision(
                     user,
@@ -236,6 +250,16 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
             else "the user has no Active key"
         )
         return decision
+
+    newer = [k for k in active if k.created > current.created]
+    if newer:
+        return Decision(
+            user,
+            "blocked",
+            f"key {newer[0].id} was created after the key its secret holds ({current.id}), outside this "
+            "workflow, so a consumer may depend on it: delete it if it is unused, or remove the user from "
+            "rotation while you sort it out",
+        )
 
     current_age = now - current.created
     notes = []
@@ -310,7 +334,7 @@ def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
             problems.append('"users" must be a non-empty list of IAM user names, such as ["alice"]')
             users = None
         else:
-            bad = [u for u in users if not USER_NAME_PATTERN.match(u)]
+            bad = [u for u in users if not USER_NAME_PATTERN.fullmatch(u)]
             if bad:
                 problems.append(f'"users" holds names that are not IAM user names: {", ".join(map(repr, bad))}')
             users = tuple(dict.fromkeys(users))
@@ -331,3 +355,18 @@ def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
         dry_run=raw.get("dryRun") is True,
         scheduled="users" not in raw,
     )
+
+
+def keys_to_clean_up(
+    known_ids: set[str], keys: list[Key], secret: Secret, since: datetime
+) -> tuple[str | None, list[str]]:
+    """After a failed create or store: (the new key the secret holds after all, the unstored keys to delete).
+
+    A create or store can succeed at AWS yet report a failure (a lost response, a timeout), so the secret is
+    asked rather than the error believed. Keys the plan did not know that were created since the run
+    started were created by this run; all but the one the secret holds are deleted (nobody has them).
+    """
+    new = [k for k in keys if k.id not in known_ids and k.created >= since]
+    stored = secret.key_id if any(k.id == secret.key_id for k in new) else None
+    return stored, [k.id for k in new if k.id != stored]
+

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from datetime import datetime
 
 import decisions
 
@@ -19,11 +18,12 @@ _PLANNED = {"rotate": "would-rotate", "retire": "would-retire", "record": "would
 _NEWSWORTHY = {"rotated", "retired", "blocked", "failed", "would-rotate", "would-retire"}
 
 
-def plan_item(decision: decisions.Decision, secret_name: str, now: datetime) -> dict:
+def plan_item(decision: decisions.Decision, secret_name: str, key_ids: list[str]) -> dict:
     """One user's actions as the state machine reads them: a field is present only when its step runs."""
     item = {"user": decision.user, "secretName": secret_name, "outcome": decision.outcome, "reason": decision.reason}
     if decision.rotate:
         item["rotate"] = True
+        item["keyIds"] = key_ids  # the keys before the run: any other key found after a failure is this run's
         if decision.previous_key_id:
             item["previousKeyId"] = decision.previous_key_id
     if decision.deactivate_key_id:
@@ -43,7 +43,7 @@ def plan_item(decision: decisions.Decision, secret_name: str, now: datetime) -> 
 def build(event: dict, settings) -> dict:
     """Summary, failure cause and email for the run; ``settings`` is app.Settings."""
     plan = event.get("plan") or {}
-    plan_error = event.get("planError")
+    run_error = event.get("runError")
     results = {r["user"]: r for r in event.get("results") or []}
     dry_run = plan.get("dryRun", False)
 
@@ -60,16 +60,16 @@ def build(event: dict, settings) -> dict:
 
     counts = {name: sum(u["outcome"] == name for u in users) for name in ("rotated", "retired", "blocked", "failed")}
     summary = {
-        "time": plan.get("time"),
+        "time": plan.get("time") or _whole_seconds(event.get("startTime")),
         "dryRun": dry_run,
         "managedUsers": plan.get("managedUsers", 0),
         "unchangedUsers": plan.get("unchangedUsers", 0),
         **counts,
         "users": [u for u in users if u["outcome"] in _NEWSWORTHY],
     }
-    if plan_error:
-        summary["error"] = f"{plan_error.get('Error')}: {_cause(plan_error)}"
-    failed = bool(counts["failed"] or plan_error)
+    if run_error:
+        summary["error"] = f"{run_error.get('Error')}: {_cause(run_error)}"
+    failed = bool(counts["failed"] or run_error)
     report = {
         "summary": summary,
         "failed": failed,
@@ -79,7 +79,7 @@ def build(event: dict, settings) -> dict:
         "body": _body(summary, settings),
     }
     report["notify"] = bool(
-        settings.sender_email and settings.notification_emails and (summary["users"] or plan_error)
+        settings.sender_email and settings.notification_emails and (summary["users"] or run_error)
     )
     return report
 
@@ -103,16 +103,29 @@ def _success_entry(item: dict, result: dict, settings) -> dict:
 
 def _failure_entry(item: dict, result: dict | None) -> dict:
     if result is None:
-        detail = "no result: the user's step did not run to the end"
+        detail = "no result: the user's steps did not run to the end"
     else:
         detail = f"{result.get('error')}: {_cause(result)}"
-        if result.get("unstoredKeyId"):
+        cleanup = result.get("cleanup") or []
+        deleted = [c["deletedKeyId"] for c in cleanup if "deletedKeyId" in c]
+        left = [c["undeletedKeyId"] for c in cleanup if "undeletedKeyId" in c]
+        if deleted:
+            detail += f". The new key {', '.join(deleted)} was not stored, so it was deleted again"
+        for key_id in left:
             detail += (
-                f". The new key {result['unstoredKeyId']} was created but neither stored nor deleted: "
-                f"delete it by hand (aws iam delete-access-key --user-name {item['user']} "
-                f"--access-key-id {result['unstoredKeyId']})"
+                f". The new key {key_id} was created but neither stored nor deleted, and no one has its secret: "
+                f"delete it (aws iam delete-access-key --user-name {item['user']} --access-key-id {key_id})"
+            )
+        if result.get("unchecked"):
+            detail += (
+                ". The cleanup could not check for a key created but not stored: compare the user's keys with "
+                "its secret and delete any key the secret does not hold and no consumer has"
             )
     return _entry(item, "failed", f"planned: {item['reason']}; failed: {detail}")
+
+
+def _whole_seconds(iso_time: str | None) -> str | None:
+    return decisions.format_time(decisions.parse_time(iso_time)) if iso_time else None
 
 
 def _cause(error: dict) -> str:
@@ -140,7 +153,8 @@ def _body(summary: dict, settings) -> str:
         "",
     ]
     if summary.get("error"):
-        lines += [f"The run failed before any user was processed: {summary['error']}", ""]
+        when = "before any user was processed" if not summary["managedUsers"] else "(users without a result are listed as failed)"
+        lines += [f"The run failed {when}: {summary['error']}", ""]
     for u in summary["users"]:
         lines += user_paragraph(u) + [""]
     lines += [
