@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 
+import decisions
 import report
 
 from . import account, stack
@@ -76,7 +76,7 @@ def run_one(fixture: dict, execution_input: dict, overrides: dict, source: Path)
     with Emulator(fixture, overrides) as aws:
         _header(aws, source)
         if "time" in execution_input:
-            aws.clock.now = datetime.fromisoformat(execution_input["time"].replace("Z", "+00:00"))
+            aws.clock.now = decisions.parse_time(execution_input["time"])
         print("\nThe account before the run:")
         _print_keys(aws, aws.users)
         before = _snapshot(aws)

@@ -28,10 +28,6 @@ import decisions
 from .stack import ACCOUNT_ID, REGION
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _iam_backend():
     from moto.iam.models import iam_backends
 
@@ -71,19 +67,17 @@ def seed(fixture: dict, now: datetime, secret_name_prefix: str) -> None:
         )
         for spec in user.get("keys", []):
             key = iam.create_access_key(UserName=name)["AccessKey"]
-            created = _parse(spec["created"]) if "created" in spec else now - timedelta(days=spec.get("ageDays", 0))
+            created = (
+                decisions.parse_time(spec["created"]) if "created" in spec else now - timedelta(days=spec.get("ageDays", 0))
+            )
             backdate_key(name, key["AccessKeyId"], created)
             if spec.get("inSecret"):
                 store_key_as_workflow_does(name, secret_name_prefix + name, key["AccessKeyId"], key["SecretAccessKey"])
             if spec.get("status", "Active") != "Active":
                 iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
             if "inactiveDaysAgo" in spec:
-                since = iso(now - timedelta(days=spec["inactiveDaysAgo"]))
+                since = decisions.format_time(now - timedelta(days=spec["inactiveDaysAgo"]))
                 iam.tag_user(UserName=name, Tags=[{"Key": decisions.inactive_since_tag(key["AccessKeyId"]), "Value": since}])
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)

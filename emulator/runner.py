@@ -6,10 +6,11 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from unittest import mock
 
 import boto3
+import decisions
 from moto import mock_aws
 
 from . import account, stack
@@ -68,7 +69,7 @@ class Emulator:
     def __init__(self, fixture: dict | None = None, parameters: dict | None = None, start: datetime | None = None):
         fixture = fixture or {}
         self.fixture = fixture
-        start = start or (_parse(fixture["start"]) if "start" in fixture else None)
+        start = start or (decisions.parse_time(fixture["start"]) if "start" in fixture else None)
         self.clock = Clock(start)
         self.parameters = {**fixture.get("parameters", {}), **(parameters or {})}
         self.recorder = Recorder()
@@ -104,7 +105,7 @@ class Emulator:
 
     def scheduled_input(self) -> dict:
         """What EventBridge Scheduler passes: the schedule's Input with its scheduled time filled in."""
-        return json.loads(self.deployment.schedule_input.replace("<aws.scheduler.scheduled-time>", account.iso(self.clock.now)))
+        return json.loads(self.deployment.schedule_input.replace("<aws.scheduler.scheduled-time>", decisions.format_time(self.clock.now)))
 
     def scheduled_run(self) -> Run:
         return self.start(self.scheduled_input())
@@ -125,7 +126,7 @@ class Emulator:
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         run = Run(
             name=name,
-            time=account.iso(self.clock.now),
+            time=decisions.format_time(self.clock.now),
             input=json.loads(raw) if _is_json(raw) else {"raw": raw},
             status=described["status"],
             output=json.loads(described["output"]) if described.get("output") else None,
@@ -184,5 +185,3 @@ def _is_json(raw: str) -> bool:
     return True
 
 
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)

@@ -6,6 +6,7 @@ from unittest import mock
 
 import app
 import boto3
+import decisions
 import pytest
 
 from emulator import account
@@ -307,7 +308,7 @@ def test_without_time_the_run_uses_the_execution_start_time(emulate):
 
     run = aws.start({})
 
-    assert run.output["time"] == account.iso(aws.clock.now)
+    assert run.output["time"] == decisions.format_time(aws.clock.now)
     assert outcomes(run) == {"app": "rotated"}
 
 
@@ -426,7 +427,8 @@ def test_a_planning_failure_is_emailed_and_fails_the_run_with_nothing_changed(em
     assert (run.status, run.error) == ("FAILED", "RotationFailed")
     assert "AccessDenied" in run.cause
     (email,) = run.emails
-    assert "run failed" in email.subject and "The run failed before any user was processed" in email.body
+    assert email.subject == f"IAM access key rotation {START}: run failed"
+    assert "The run failed before any user was processed" in email.body
 
 
 def test_a_run_restricted_to_named_users_leaves_the_others_alone(emulate):
