@@ -72,8 +72,7 @@ def handler(event, context):
     if phase == "plan":
         return plan_run(event, settings, iam, secretsmanager)
     if phase == "key-status":
-        keys, _ = _keys(iam, event["user"], {})
-        return {"status": next((("Active" if k.active else "Inactive") for k in keys if k.id == event["keyId"]), "Missing")}
+        return {"status": _key_status(iam, event["user"], event["keyId"])}
     if phase == "reconcile":
         keys, _ = _keys(iam, event["user"], {})
         stored, unstored = decisions.keys_to_clean_up(
@@ -101,11 +100,11 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
             name, keys, secret, request.time, settings.policy, force=request.force, obsolete_tags=obsolete_tags
         )
         logger.info("user %s: %s (%s)", name, decision.outcome, decision.reason)
-        if decision.outcome == "blocked":
+        if decision.outcome == "blocked":  # a blocked user has no actions: it is left as it is
             blocked.append({"user": name, "reason": decision.reason})
-        if decision.has_actions:
+        elif decision.has_actions:
             actions.append(report.plan_item(decision, secret_name, [k.id for k in keys]))
-        elif decision.outcome != "blocked":
+        else:
             unchanged += 1
 
     return {
@@ -182,6 +181,12 @@ def _keys(iam, name: str, tags: dict | None) -> tuple[list[decisions.Key], tuple
         for k in metadata
     ]
     return keys, tuple(sorted(set(inactive_since) - inactive_ids))
+
+
+def _key_status(iam, user: str, key_id: str) -> str:
+    keys, _ = _keys(iam, user, {})
+    key = next((k for k in keys if k.id == key_id), None)
+    return "Missing" if key is None else "Active" if key.active else "Inactive"
 
 
 def _secret(secretsmanager, name: str) -> decisions.Secret:

@@ -152,9 +152,10 @@ def _body(summary: dict, settings) -> str:
         f"Managed users: {summary['managedUsers']} ({settings.scope()}); unchanged: {summary['unchangedUsers']}.",
         "",
     ]
-    if summary.get("error"):
-        when = "before any user was processed" if not summary["managedUsers"] else "(users without a result are listed as failed)"
-        lines += [f"The run failed {when}: {summary['error']}", ""]
+    if summary.get("error") and summary["managedUsers"]:
+        lines += [f"The run failed: {summary['error']}. Users without a result are listed as failed.", ""]
+    elif summary.get("error"):
+        lines += [f"The run failed before any user was processed: {summary['error']}", ""]
     for u in summary["users"]:
         lines += user_paragraph(u) + [""]
     lines += [
