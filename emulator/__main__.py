@@ -64,10 +64,9 @@ def walk(fixture: dict, days: list[int], overrides: dict, source: Path) -> int:
         for target in days:
             aws.advance(target - day)
             day = target
-            before = _snapshot(aws)
             run = aws.scheduled_run()
             runs.append(run)
-            _print_run(aws, run, f"Day {day}: scheduled run", before)
+            _print_run(aws, run, f"Day {day}: scheduled run")
         _print_timeline(runs[0])
         return _closing_checks(aws, runs)
 
@@ -79,9 +78,8 @@ def run_one(fixture: dict, execution_input: dict, overrides: dict, source: Path)
             aws.clock.now = decisions.parse_time(execution_input["time"])
         print("\nThe account before the run:")
         _print_keys(aws, aws.users)
-        before = _snapshot(aws)
         run = aws.start(execution_input)
-        _print_run(aws, run, f"Execution of {source}", before)
+        _print_run(aws, run, f"Execution of {source}")
         _print_timeline(run)
         return _closing_checks(aws, [run])
 
@@ -95,49 +93,41 @@ def _header(aws: Emulator, source: Path) -> None:
     print("Parameters: " + ", ".join(f"{k}={p[k]!r}" for k in shown))
 
 
-def _snapshot(aws: Emulator) -> dict:
-    return {u: (account.keys_of(u), account.secret_versions(aws.secret_prefix + u)) for u in aws.users}
-
-
 def _print_keys(aws: Emulator, users: list[str]) -> None:
-    rows = []
+    rows, secrets = [], []
     for user in users:
-        keys = account.keys_of(user)
+        keys = sorted(account.keys_of(user), key=lambda k: k.created)
         versions = account.secret_versions(aws.secret_prefix + user)
         stages = {v.key_id: "+".join(v.stages) for v in versions}
         described = [
             f"{k.id} {k.status:<8} {(aws.clock.now - k.created).days:>3}d" + (f" [{stages[k.id]}]" if k.id in stages else "")
-            for k in sorted(keys, key=lambda k: k.created)
+            for k in keys
         ]
-        rows.append((user, described or ["(no keys)"], _scope(aws, user)))
+        rows.append((user, described or ["(no keys)"], "" if _managed(aws, user) else "out of scope"))
+        if versions:
+            existing = {k.id for k in keys}
+            listed = ", ".join(
+                f"{v.version_id} [{'+'.join(v.stages)}]" + ("" if v.key_id in existing else " (key deleted)")
+                for v in versions
+            )
+            secrets.append(f"    {aws.secret_prefix + user}: {listed}")
     width = max(len(u) for u, _, _ in rows)
     for user, described, scope in rows:
         print(f"  {user:<{width}}  {described[0]:<48}  {scope}")
         for line in described[1:]:
             print(f"  {'':<{width}}  {line}")
-    secrets = [u for u in users if account.secret_versions(aws.secret_prefix + u)]
     if secrets:
         print("  Secrets (staged versions; a version id names the key it holds, the value is never shown):")
-        for user in secrets:
-            existing = {k.id for k in account.keys_of(user)}
-            listed = ", ".join(
-                f"{v.version_id} [{'+'.join(v.stages)}]" + ("" if v.key_id in existing else " (key deleted)")
-                for v in account.secret_versions(aws.secret_prefix + user)
-            )
-            print(f"    {aws.secret_prefix + user}: {listed}")
+        print("\n".join(secrets))
 
 
-def _scope(aws: Emulator, user: str) -> str:
+def _managed(aws: Emulator, user: str) -> bool:
     p = aws.deployment.parameters
-    spec = next(u for u in aws.fixture["users"] if u["name"] == user)
-    tags = account.tags_of(user)
-    path = spec.get("path", "/")
-    if not path.startswith(p["UserPath"]) or (p["UserTagKey"] and tags.get(p["UserTagKey"]) != p["UserTagValue"]):
-        return "out of scope"
-    return ""
+    path = next(u for u in aws.fixture["users"] if u["name"] == user).get("path", "/")
+    return decisions.is_managed(path, account.tags_of(user), p["UserPath"], p["UserTagKey"], p["UserTagValue"])
 
 
-def _print_run(aws: Emulator, run: Run, title: str, before: dict) -> None:
+def _print_run(aws: Emulator, run: Run, title: str) -> None:
     states = len(run.states_entered())
     print(f"\n{'=' * 100}\n{title} at {run.time}: {run.name} {run.status}, {states} states entered")
     if run.status != "SUCCEEDED":
@@ -147,8 +137,7 @@ def _print_run(aws: Emulator, run: Run, title: str, before: dict) -> None:
         for entry in summary["users"]:
             print("\n".join("  " + line for line in report.user_paragraph(entry)))
         print(f"  ({summary['unchangedUsers']} of {summary['managedUsers']} managed users unchanged)")
-    after = _snapshot(aws)
-    changed = [u for u in aws.users if after[u] != before[u]]
+    changed = [u for u in aws.users if run.keys_after[u] != run.keys_before[u]]
     print("  Keys and secrets of the users this run changed:" if changed else "  No key or secret changed.")
     if changed:
         _print_keys(aws, changed)
