@@ -261,7 +261,6 @@ def test_users_outside_the_scope_are_never_changed(emulate):
 
 def test_a_secret_scheduled_for_deletion_blocks_the_user(emulate):
     aws = emulate(account_with(("app", [key(95, in_secret=True)])))
-    import boto3
 
     boto3.client("secretsmanager").delete_secret(SecretId="iam-key-rotation/app", RecoveryWindowInDays=7)
     before = keys("app")
