@@ -38,7 +38,6 @@ class Email:
 class Run:
     name: str
     time: str
-    input: dict
     status: str
     output: dict | None
     error: str | None
@@ -51,6 +50,11 @@ class Run:
 
     def states_entered(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
+
+    def published_texts(self) -> list[str]:
+        """Everything the run put where people or other code can read it: output, cause, emails, Lambda payloads."""
+        texts = [json.dumps(self.output), self.cause or ""] + [e.subject + e.body for e in self.emails]
+        return texts + self.lambda_payloads()
 
     def lambda_payloads(self) -> list[str]:
         """Every payload that went to or came from the Lambda function, as recorded in the history."""
@@ -127,7 +131,6 @@ class Emulator:
         run = Run(
             name=name,
             time=decisions.format_time(self.clock.now),
-            input=json.loads(raw) if _is_json(raw) else {"raw": raw},
             status=described["status"],
             output=json.loads(described["output"]) if described.get("output") else None,
             error=described.get("error"),
@@ -155,19 +158,23 @@ class Emulator:
         response = boto3.client("lambda", region_name=stack.REGION).invoke(FunctionName=name, Payload=json.dumps(event))
         return json.loads(response["Payload"].read()), response.get("FunctionError")
 
-    def invariant_violations(self, run: Run | None = None) -> list[str]:
-        """The workflow's promises, checked on the account (and, given a run, on what that run changed)."""
+    def leaked_texts(self, *runs: Run) -> list[str]:
+        """The runs' published texts that hold a secret access key IAM issued (deleted keys' included)."""
+        secrets = self.issued_secrets
+        return [t for run in runs for t in run.published_texts() if any(s in t for s in secrets)]
+
+    def invariant_violations(self, *runs: Run) -> list[str]:
+        """The workflow's promises, checked on the account now and on what each given run changed."""
         problems = account.secret_violations(self.users, self.secret_prefix)
-        if run is None:
-            return problems
-        for user in self.users:
-            before, after = run.keys_before[user], run.keys_after[user]
-            problems += [f"{user}: Active key {k} was deleted" for k, s in before.items() if s == "Active" and k not in after]
-            held = {v.key_id for v in account.secret_versions(self.secret_prefix + user)}
-            problems += [
-                f"{user}: key {k} was created by {run.name} but no secret version holds it"
-                for k in sorted(set(after) - set(before) - held)
-            ]
+        for run in runs:
+            for user in self.users:
+                before, after = run.keys_before[user], run.keys_after[user]
+                problems += [f"{user}: Active key {k} was deleted" for k, s in before.items() if s == "Active" and k not in after]
+                held = {v.key_id for v in account.secret_versions(self.secret_prefix + user)}
+                problems += [
+                    f"{user}: key {k} was created by {run.name} but no secret version holds it"
+                    for k in sorted(set(after) - set(before) - held)
+                ]
         return problems
 
 
@@ -176,12 +183,5 @@ def _sent_messages():
 
     return ses_backends[stack.ACCOUNT_ID][stack.REGION].sent_messages
 
-
-def _is_json(raw: str) -> bool:
-    try:
-        json.loads(raw)
-    except ValueError:
-        return False
-    return True
 
 
