@@ -25,6 +25,13 @@ TEMPLATE = ROOT / "template.yaml"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 STACK_NAME = "key-rotation"
+PSEUDO_PARAMETERS = {
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT_ID,
+    "AWS::Partition": "aws",
+    "AWS::StackName": STACK_NAME,
+    "AWS::URLSuffix": "amazonaws.com",
+}
 
 
 class TemplateError(Exception):
@@ -50,8 +57,7 @@ def translate(template_path: Path = TEMPLATE) -> dict:
         for uri in ("CodeUri", "DefinitionUri"):
             if isinstance(props.get(uri), str) and not props[uri].startswith("s3://"):
                 props[uri] = {"Bucket": "local", "Key": props[uri]}
-    parameters = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
-    translated = transform(sam, parameters, _NoManagedPolicies())
+    translated = transform(sam, dict(PSEUDO_PARAMETERS), _NoManagedPolicies())
     MetricsMethodWrapperSingleton.get_instance().publish()  # to its no-op publisher; else it warns at exit
     return translated
 
@@ -93,20 +99,11 @@ class Resolver:
     conditions: dict[str, bool] = field(default_factory=dict)
     physical: dict[str, dict[str, str]] = field(default_factory=dict)  # logical id -> {"Ref": .., "Arn": ..}
 
-    def pseudo(self) -> dict[str, str]:
-        return {
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT_ID,
-            "AWS::Partition": "aws",
-            "AWS::StackName": STACK_NAME,
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-
     def ref(self, name: str):
         if name in self.parameters:
             return self.parameters[name]
-        if name in self.pseudo():
-            return self.pseudo()[name]
+        if name in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[name]
         if name == "AWS::NoValue":
             return _NO_VALUE
         if name in self.physical:
@@ -181,10 +178,8 @@ class Deployment:
 
     parameters: dict[str, str]
     state_machine_arn: str
-    definition: str
     schedule_input: str
     functions: dict[str, tuple[Path, str]]
-    resources: dict = field(repr=False, default_factory=dict)
 
 
 def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Deployment:
@@ -234,7 +229,7 @@ def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Dep
         )
         functions[name] = (ROOT / props["Code"]["S3Key"], props["Handler"])
 
-    (logical, machine), = _of_type(resources, "AWS::StepFunctions::StateMachine")
+    (_, machine), = _of_type(resources, "AWS::StepFunctions::StateMachine")
     props = resolver.resolve(machine["Properties"])
     definition = substitute_definition(
         (ROOT / props["DefinitionS3Location"]["Key"]).read_text(), props.get("DefinitionSubstitutions", {})
@@ -246,7 +241,7 @@ def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Dep
 
     (_, schedule), = _of_type(resources, "AWS::Scheduler::Schedule")
     schedule_input = resolver.resolve(schedule["Properties"])["Target"]["Input"]
-    return Deployment(resolver.parameters, arn, definition, schedule_input, functions, resources)
+    return Deployment(resolver.parameters, arn, schedule_input, functions)
 
 
 def substitute_definition(asl: str, substitutions: dict[str, str]) -> str:
