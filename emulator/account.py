@@ -18,6 +18,7 @@ A key's ``inSecret`` stores it in the user's secret the way the workflow does (a
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -26,6 +27,13 @@ import boto3
 import decisions
 
 from .stack import ACCOUNT_ID, REGION
+
+
+@functools.cache
+def _client(service: str):
+    """One client per service for the emulator's own reads: building one costs ~8 ms, and moto intercepts
+    every client's calls while its mock is active, whenever the client was made."""
+    return boto3.client(service, region_name=REGION)
 
 
 def _iam_backend():
@@ -44,7 +52,7 @@ def backdate_key(user: str, key_id: str, created: datetime) -> None:
 
 
 def store_key_as_workflow_does(user: str, secret_name: str, key_id: str, secret_access_key: str) -> None:
-    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm = _client("secretsmanager")
     value = json.dumps({"Version": 1, "UserName": user, "AccessKeyId": key_id, "SecretAccessKey": secret_access_key})
     token = decisions.key_version_id(key_id)
     try:
@@ -54,8 +62,8 @@ def store_key_as_workflow_does(user: str, secret_name: str, key_id: str, secret_
 
 
 def seed(fixture: dict, now: datetime, secret_name_prefix: str) -> None:
-    iam = boto3.client("iam", region_name=REGION)
-    ses = boto3.client("ses", region_name=REGION)
+    iam = _client("iam")
+    ses = _client("ses")
     for address in fixture.get("verifiedEmails", []):
         ses.verify_email_identity(EmailAddress=address)
     for user in fixture.get("users", []):
@@ -95,7 +103,7 @@ class SecretVersion:
 
 
 def keys_of(user: str) -> list[KeyState]:
-    iam = boto3.client("iam", region_name=REGION)
+    iam = _client("iam")
     return [
         KeyState(k["AccessKeyId"], k["Status"], k["CreateDate"])
         for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
@@ -103,13 +111,13 @@ def keys_of(user: str) -> list[KeyState]:
 
 
 def tags_of(user: str) -> dict[str, str]:
-    iam = boto3.client("iam", region_name=REGION)
+    iam = _client("iam")
     return {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=user)["Tags"]}
 
 
 def secret_versions(secret_name: str) -> list[SecretVersion]:
     """The secret's versions that carry a stage, newest stage first; [] when the secret does not exist."""
-    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm = _client("secretsmanager")
     try:
         described = sm.describe_secret(SecretId=secret_name)
     except sm.exceptions.ResourceNotFoundException:
@@ -125,7 +133,7 @@ def secret_versions(secret_name: str) -> list[SecretVersion]:
 
 def secret_value(secret_name: str, stage: str = "AWSCURRENT") -> dict:
     """Test harness only: the stored credentials, to check they match the version that names them."""
-    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm = _client("secretsmanager")
     return json.loads(sm.get_secret_value(SecretId=secret_name, VersionStage=stage)["SecretString"])
 
 
@@ -147,6 +155,6 @@ def secret_violations(users: list[str], secret_name_prefix: str) -> list[str]:
 
 
 def _scheduled_for_deletion(secret_name: str) -> bool:
-    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm = _client("secretsmanager")
     return "DeletedDate" in sm.describe_secret(SecretId=secret_name)
 
