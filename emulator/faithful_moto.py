@@ -91,6 +91,7 @@ def _aws_error_name(service: str, error) -> str:
 def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder: Recorder | None = None):
     """Apply the patches. ``functions`` maps a Lambda function name to (code directory, "module.handler")."""
     from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.iam.models import IAMBackend
     from moto.iam.responses import IamResponse
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
@@ -142,8 +143,6 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
             response_headers["x-amz-function-error"] = "Unhandled"
             result = {"errorType": type(error).__name__, "errorMessage": str(error)}
         return json.dumps(result).encode()
-
-    from moto.iam.models import IAMBackend
 
     create_access_key = IAMBackend.create_access_key
 
