@@ -154,7 +154,11 @@ class Emulator:
 
     def invoke_preflight(self, event: dict) -> tuple[dict, str | None]:
         """Invoke the deployed pre-flight Lambda through the Lambda API: (payload, FunctionError or None)."""
-        (name,) = self.deployment.functions
+        return self.invoke("PreflightFunction", event)
+
+    def invoke(self, logical_id: str, event: dict) -> tuple[dict, str | None]:
+        """Invoke one of the stack's functions by its logical id: (payload, FunctionError or None)."""
+        (name,) = [n for n in self.deployment.functions if n.endswith("-" + logical_id)]
         response = boto3.client("lambda", region_name=stack.REGION).invoke(FunctionName=name, Payload=json.dumps(event))
         return json.loads(response["Payload"].read()), response.get("FunctionError")
 

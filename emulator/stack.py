@@ -48,13 +48,14 @@ class _NoManagedPolicies:
 def translate(template_path: Path = TEMPLATE) -> dict:
     """template.yaml as CloudFormation receives it after the SAM transform.
 
-    The translator does not read local files, so local CodeUri and DefinitionUri are given as the S3 locations
-    ``sam package`` would upload them to (bucket ``local``, key = the path); the emulator reads the files back.
+    The translator does not read local files, so local CodeUri, DefinitionUri and DefinitionS3Location are given
+    as the S3 locations ``sam package`` would upload them to (bucket ``local``, key = the path); the emulator
+    reads the files back.
     """
     sam = yaml_parse(template_path.read_text())
     for resource in sam["Resources"].values():
         props = resource.get("Properties", {})
-        for uri in ("CodeUri", "DefinitionUri"):
+        for uri in ("CodeUri", "DefinitionUri", "DefinitionS3Location"):
             if isinstance(props.get(uri), str) and not props[uri].startswith("s3://"):
                 props[uri] = {"Bucket": "local", "Key": props[uri]}
     translated = transform(sam, dict(PSEUDO_PARAMETERS), _NoManagedPolicies())
@@ -274,6 +275,9 @@ def _physical_ids(logical: str, resource: dict, resolver: Resolver) -> dict[str,
         return {"Ref": arn, "Arn": arn, "Name": machine}
     if kind == "AWS::Logs::LogGroup":
         return {"Ref": name, "Arn": f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*"}
+    if kind == "AWS::KMS::Key":
+        arn = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"  # the AWS docs example id
+        return {"Ref": arn.rsplit("/", 1)[1], "Arn": arn, "KeyId": arn.rsplit("/", 1)[1]}
     if kind == "AWS::SNS::Topic":
         arn = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{name}"
         return {"Ref": arn, "TopicArn": arn, "TopicName": name}

@@ -8,6 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "functions" / "preflight"))
+sys.path.insert(0, str(ROOT / "functions" / "key_check"))
 sys.path.insert(0, str(ROOT))
 
 # No test may reach AWS: fake credentials, a region, and no instance-metadata probing.

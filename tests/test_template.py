@@ -28,7 +28,7 @@ SUBSTITUTIONS = SAM["Resources"]["RotationStateMachine"]["Properties"]["Definiti
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 USER_ARN = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user${UserPath}*"}
 IAM_WRITES = ["iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:TagUser", "iam:UntagUser"]
-ERROR_NAME = re.compile(r"^(States\.[A-Za-z]+|[A-Z][A-Za-z]+\.[A-Za-z]+Exception|InvalidInput)$")
+ERROR_NAME = re.compile(r"^(States\.[A-Za-z]+|[A-Z][A-Za-z]+\.[A-Za-z]+Exception|[A-Z][A-Za-z]+)$")
 SERVICE_PREFIX = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "lambda": "Lambda"}
 
 
@@ -135,8 +135,16 @@ def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def actions_of(statement: dict) -> list[str]:
+    """The statement's actions, from both branches where an Fn::If chooses them."""
+    action = statement.get("Action", [])
+    if isinstance(action, dict) and "Fn::If" in action:
+        return [a for branch in action["Fn::If"][1:] for a in as_list(branch)]
+    return as_list(action)
+
+
 def grants(statement: dict, action: str) -> bool:
-    return any(fnmatchcase(action.lower(), pattern.lower()) for pattern in as_list(statement.get("Action", [])))
+    return any(fnmatchcase(action.lower(), pattern.lower()) for pattern in actions_of(statement))
 
 
 # --- 1. linters ----------------------------------------------------------------------------------------------
@@ -235,9 +243,22 @@ def aws_error_names(service: str) -> set[str]:
     return {n if n.endswith("Exception") else n + "Exception" for n in names}
 
 
-# AWS's documented transient errors of the optimised lambda:invoke integration, and the Lambda's own errors.
+def lambda_own_errors() -> set[str]:
+    """The exception classes the stack's functions define: a raised one reaches Step Functions by its name."""
+    import app
+    import key_check
+
+    return {
+        name
+        for module in (app, key_check)
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, Exception) and value.__module__ in ("app", "key_check", "decisions")
+    }
+
+
+# AWS's documented transient errors of the optimised lambda:invoke integration, and the functions' own errors.
 LAMBDA_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-                 "Lambda.TooManyRequestsException", "InvalidInput"}
+                 "Lambda.TooManyRequestsException"} | lambda_own_errors()
 
 
 def test_error_names_are_ones_aws_can_report(asl):
@@ -297,7 +318,7 @@ def test_no_role_has_a_full_access_managed_policy(cfn):
 
 
 def test_lambda_role_only_reads(cfn):
-    actions = [a for s in statements(role_of(cfn, "PreflightFunction", "Role")) for a in as_list(s["Action"])]
+    actions = [a for s in statements(role_of(cfn, "PreflightFunction", "Role")) for a in actions_of(s)]
     assert actions
     writes = [a for a in actions if not re.fullmatch(r"[a-z0-9-]+:(List|Get|Describe)[A-Za-z]+", a)]
     assert writes == []
@@ -309,7 +330,7 @@ def test_state_machine_role_writes_only_managed_users_and_rotation_secrets(cfn):
         granting = [s for s in role_statements if grants(s, action)]
         assert granting, f"{action} is never granted"
         assert all(as_list(s.get("Resource")) == [USER_ARN] for s in granting), f"{action}: {granting}"
-    secret_statements = [s for s in role_statements if any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))]
+    secret_statements = [s for s in role_statements if any(a.startswith("secretsmanager:") for a in actions_of(s))]
     assert secret_statements
     for statement in secret_statements:
         for resource in as_list(statement.get("Resource")):

@@ -2,8 +2,9 @@
 secret value.
 
 Phases, each called by the state machine:
-- ``{"phase": "plan", "input": <execution input>, "startTime": "..."}`` reads the managed users, their keys,
-  tags and secret metadata and returns the plan: what each user needs.
+- ``{"phase": "plan", "input": <execution input>, "startTime": "...", "execution": arn, "stateMachine": arn}``
+  makes sure no earlier run is still running (single flight), reads the managed users, their keys, tags and
+  secret metadata, and returns the plan: what each user needs, at most MaxUsersPerRun users, oldest keys first.
 - ``{"phase": "key-status", "user": ..., "keyId": ...}``: "Active", "Inactive" or "Missing", asked just
   before a key is deleted (a person may have re-activated it since the plan).
 - ``{"phase": "reconcile", "user", "secretName", "knownKeyIds", "since"}``: after a failed create or store,
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import decisions  # the Lambda runtime puts this directory on sys.path; the emulator and tests do too
@@ -30,6 +33,15 @@ logger.setLevel(logging.INFO)
 
 InvalidInput = decisions.InvalidInput
 InvalidConfiguration = decisions.InvalidConfiguration
+
+# IAM publishes no throttle numbers: retry throttling and service errors with exponential backoff and jitter.
+AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8})
+# Users read at once while planning: 10,000 users at ~3 calls each finish in minutes, not IAM's patience.
+READ_CONCURRENCY = 8
+
+
+class RunInProgress(Exception):
+    """An earlier run of this state machine is still running: this run changes nothing."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,9 @@ class Settings:
     dry_run: bool
     sender_email: str
     notification_emails: tuple[str, ...]
+    max_users_per_run: int = 250
+    parallel_users: int = 5
+    grant_consumer: bool = False
 
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
@@ -56,6 +71,9 @@ class Settings:
             dry_run=env.get("DRY_RUN", "false").lower() == "true",
             sender_email=env.get("SENDER_EMAIL", ""),
             notification_emails=tuple(e.strip() for e in env.get("NOTIFICATION_EMAILS", "").split(",") if e.strip()),
+            max_users_per_run=int(env.get("MAX_USERS_PER_RUN", "250")),
+            parallel_users=int(env.get("PARALLEL_USERS", "5")),
+            grant_consumer=env.get("GRANT_CONSUMER", "false") == "true",
         )
 
     def scope(self) -> str:
@@ -68,8 +86,10 @@ def handler(event, context):
     settings = Settings.from_env()
     if phase == "report":
         return report.build(event, settings)
-    iam, secretsmanager = boto3.client("iam"), boto3.client("secretsmanager")
+    iam, secretsmanager = boto3.client("iam", config=AWS_CONFIG), boto3.client("secretsmanager", config=AWS_CONFIG)
     if phase == "plan":
+        if event.get("stateMachine"):
+            ensure_single_flight(boto3.client("stepfunctions", config=AWS_CONFIG), event["stateMachine"], event["execution"])
         return plan_run(event, settings, iam, secretsmanager)
     if phase == "key-status":
         return {"status": _key_status(iam, event["user"], event["keyId"])}
@@ -86,49 +106,98 @@ def handler(event, context):
     raise InvalidInput(f"unknown phase {phase!r}: the event must hold a phase: plan, key-status, reconcile or report")
 
 
+def ensure_single_flight(stepfunctions, state_machine_arn: str, execution_arn: str) -> None:
+    """Raise RunInProgress when a run that started before this one is still running.
+
+    Every run asks before it changes anything, and only the earliest running run goes on: of two overlapping
+    runs (the schedule and an on-demand run), the later one stops with nothing changed.
+    """
+    running = [
+        e
+        for page in stepfunctions.get_paginator("list_executions").paginate(
+            stateMachineArn=state_machine_arn, statusFilter="RUNNING"
+        )
+        for e in page["executions"]
+    ]
+    mine = next((e for e in running if e["executionArn"] == execution_arn), None)
+    if mine is None:
+        return  # not listed yet (the list is eventually consistent): the earlier run sees this one instead
+    earlier = [
+        e
+        for e in running
+        if (e["startDate"], e["executionArn"]) < (mine["startDate"], mine["executionArn"])
+    ]
+    if earlier:
+        first = min(earlier, key=lambda e: e["startDate"])
+        raise RunInProgress(
+            f"run {first['name']} (started {decisions.format_time(first['startDate'])}) is still running, and two "
+            "runs at once could rotate a user twice, so this run changed nothing. The next scheduled run picks up "
+            "whatever is left; to run now, wait until that run ends (aws stepfunctions describe-execution)."
+        )
+
+
 def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
     settings.policy.check()
     request = decisions.parse_run_request(event.get("input", {}), event.get("startTime"))
     users = _requested_users(iam, settings, request.users) if request.users else _managed_users(iam, settings)
 
-    actions, blocked, unchanged = [], [], 0
-    for name, tags in users:
+    def decide(user):
+        name, tags = user
         keys, obsolete_tags = _keys(iam, name, tags)
         secret_name = settings.secret_name_prefix + name
-        secret = _secret(secretsmanager, secret_name)
         decision = decisions.decide(
-            name, keys, secret, request.time, settings.policy, force=request.force, obsolete_tags=obsolete_tags
+            name, keys, _secret(secretsmanager, secret_name), request.time, settings.policy,
+            force=request.force, obsolete_tags=obsolete_tags,
         )
         logger.info("user %s: %s (%s)", name, decision.outcome, decision.reason)
-        if decision.outcome == "blocked":  # a blocked user has no actions: it is left as it is
-            blocked.append({"user": name, "reason": decision.reason})
-        elif decision.has_actions:
-            actions.append(report.plan_item(decision, secret_name, [k.id for k in keys]))
-        else:
-            unchanged += 1
+        return decision, secret_name, keys
 
+    actions, blocked, unchanged = [], [], 0
+    with ThreadPoolExecutor(READ_CONCURRENCY) as pool:
+        for decision, secret_name, keys in pool.map(decide, users):
+            if decision.outcome == "blocked":  # a blocked user has no actions: it is left as it is
+                blocked.append({"user": decision.user, "reason": decision.reason})
+            elif decision.has_actions:
+                item = report.plan_item(decision, secret_name, [k.id for k in keys])
+                if decision.rotate and settings.grant_consumer:
+                    item["grantConsumer"] = True
+                oldest = min((k.created for k in keys), default=request.time)
+                actions.append((oldest, item))
+            else:
+                unchanged += 1
+
+    # The per-run cap: the most overdue users first; the rest wait for the next runs.
+    actions.sort(key=lambda pair: (pair[0], pair[1]["user"]))
+    deferred = [item["user"] for _, item in actions[settings.max_users_per_run :]]
     return {
         "time": decisions.format_time(request.time),
         "dryRun": request.dry_run or settings.dry_run,
         "scheduled": request.scheduled,
+        "parallelUsers": settings.parallel_users,
         "managedUsers": len(users),
         "unchangedUsers": unchanged,
-        "actions": actions,
+        "actions": [item for _, item in actions[: settings.max_users_per_run]],
         "blocked": blocked,
+        "deferredUsers": len(deferred),
     }
 
 
 def _managed_users(iam, settings: Settings) -> list[tuple[str, dict | None]]:
     """Every managed user as (name, tags); tags are read only where a tag decides."""
-    found = []
-    for page in iam.get_paginator("list_users").paginate(PathPrefix=settings.user_path):
-        for user in page["Users"]:
-            tags = _tags(iam, user["UserName"]) if settings.user_tag_key else None
+    listed = [u for page in iam.get_paginator("list_users").paginate(PathPrefix=settings.user_path) for u in page["Users"]]
+
+    def with_tags(user):
+        tags = _tags(iam, user["UserName"]) if settings.user_tag_key else None
+        return user, tags
+
+    with ThreadPoolExecutor(READ_CONCURRENCY) as pool:
+        return [
+            (user["UserName"], tags)
+            for user, tags in pool.map(with_tags, listed)
             if decisions.is_managed(
                 user["Path"], tags or {}, settings.user_path, settings.user_tag_key, settings.user_tag_value
-            ):
-                found.append((user["UserName"], tags))
-    return found
+            )
+        ]
 
 
 def _requested_users(iam, settings: Settings, names) -> list[tuple[str, dict | None]]:

@@ -98,6 +98,8 @@ class Decision:
     record_inactive: dict[str, datetime] = field(default_factory=dict)
     forget_inactive: list[str] = field(default_factory=list)
     previous_key_id: str | None = None  # the key the rotation replaces; it stays Active for the install window
+    # The key the secret holds, proven to authenticate before deactivate_key_id (the fallback) is deactivated.
+    verify_key_id: str | None = None
 
     @property
     def has_actions(self) -> bool:
@@ -158,7 +160,8 @@ def decide(
     The rules, in the order they are applied:
     - A secret scheduled for deletion blocks the user: its consumers are about to lose it.
     - The current key is the Active key the secret holds, else the newest Active key.
-    - Rotation is due when forced, or when the current key's age reaches ``max_key_age``. It needs room
+    - Rotation is due when forced (only a key created before ``now``, so the same forced input twice rotates
+      once), or when the current key's age reaches ``max_key_age``. It needs room
       (IAM allows two keys): an Inactive key is deleted to make room; two Active keys block the user.
     - Keys are retired only once the secret holds the current key (before the first rotation, consumers use
       keys the workflow never stored, so it retires nothing). Then, once the current key's age reaches the
@@ -199,7 +202,8 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
     # Inactive keys without a recorded time get one now: their recovery window starts today.
     record = {k.id: now for k in inactive if k.inactive_since is None}
 
-    if force:
+    if force and (current is None or current.created < now):
+        # Only keys older than the run's time: the same forced input twice rotates once.
         rotate_reason = "rotation forced on demand"
     elif current is not None and now - current.created >= policy.max_key_age:
         rotate_reason = f"key {current.id} is {_days(now - current.created)} old; keys are rotated at {_days(policy.max_key_age)}"
@@ -267,6 +271,7 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
         others = [k for k in active if k is not current]
         if others:
             decision.deactivate_key_id = others[0].id
+            decision.verify_key_id = current.id
             record[others[0].id] = now
             notes.append(
                 f"key {others[0].id} deactivated: the current key {current.id} is {_days(current_age)} old "

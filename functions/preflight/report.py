@@ -28,6 +28,7 @@ def plan_item(decision: decisions.Decision, secret_name: str, key_ids: list[str]
             item["previousKeyId"] = decision.previous_key_id
     if decision.deactivate_key_id:
         item["deactivateKeyId"] = decision.deactivate_key_id
+        item["verifyKeyId"] = decision.verify_key_id
     if decision.delete_key_id:
         item["deleteKeyId"] = decision.delete_key_id
     if decision.record_inactive:

@@ -1,0 +1,90 @@
+"""The key check Lambda: proves that the key a user's secret holds authenticates as that user, before the
+workflow deactivates the user's older key (the consumers' fallback).
+
+Event: ``{"user": "ci-deployer", "secretName": "iam-key-rotation/ci-deployer", "keyId": "AKIA..."}``, where
+``keyId`` is the key the plan expects the secret's AWSCURRENT version to hold.
+Result: ``{"user", "keyId", "authenticatesAs"}`` (key ids and an ARN only: the secret never leaves this function,
+and it is never logged). Errors, each with a message that says what to fix:
+- ``KeyNotYetAccepted``: AWS rejected the key (IAM takes a few seconds to accept a new key everywhere, and a
+  deactivated or deleted key is rejected for good); the state machine retries it with backoff.
+- ``StoredKeyUnusable``: the secret is missing, is not the workflow's JSON, holds another key or another
+  user's key, or the key authenticates as someone else. Not retried: a person must look.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+logger = logging.getLogger()
+logger.setLevel(logging.INFO)
+
+# What STS answers for a key it does not (yet, or any longer) accept.
+REJECTED_KEY_CODES = {"InvalidClientTokenId", "SignatureDoesNotMatch", "AuthFailure", "UnrecognizedClientException"}
+
+
+class KeyNotYetAccepted(Exception):
+    pass
+
+
+class StoredKeyUnusable(Exception):
+    pass
+
+
+def handler(event, context):
+    user, secret_name, key_id = event["user"], event["secretName"], event["keyId"]
+    credentials = _stored_credentials(secret_name, user, key_id)
+    sts = boto3.client(
+        "sts",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        config=Config(retries={"mode": "standard", "max_attempts": 2}),
+    )
+    try:
+        arn = sts.get_caller_identity()["Arn"]
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in REJECTED_KEY_CODES:
+            raise KeyNotYetAccepted(
+                f"AWS rejects key {key_id} that secret {secret_name} holds ({code}). A new key can take a few "
+                "seconds to be accepted; a deactivated or deleted key never is: re-activate it or force a rotation"
+            ) from None
+        raise
+    if arn.rsplit("/", 1)[-1] != user or ":user/" not in arn:
+        raise StoredKeyUnusable(f"key {key_id} in secret {secret_name} authenticates as {arn}, not as user {user}")
+    logger.info("user %s: key %s in %s authenticates as %s", user, key_id, secret_name, arn)
+    return {"user": user, "keyId": key_id, "authenticatesAs": arn}
+
+
+def _stored_credentials(secret_name: str, user: str, key_id: str) -> dict:
+    try:
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_name)  # AWSCURRENT
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            raise StoredKeyUnusable(f"secret {secret_name} does not exist, so it cannot hold key {key_id}") from None
+        raise
+    try:
+        credentials = json.loads(value.get("SecretString") or "")
+    except ValueError:
+        credentials = None
+    if not isinstance(credentials, dict) or not all(
+        isinstance(credentials.get(f), str) and credentials.get(f) for f in ("AccessKeyId", "SecretAccessKey")
+    ):
+        raise StoredKeyUnusable(
+            f"secret {secret_name} is not the workflow's JSON "
+            '({"Version": 1, "UserName", "AccessKeyId", "SecretAccessKey"}): store a working key in it, or force a rotation'
+        ) from None
+    if credentials.get("UserName", user) != user:
+        raise StoredKeyUnusable(
+            f"secret {secret_name} holds a key of user {credentials['UserName']}, not of {user}: force a rotation of {user}"
+        )
+    if credentials["AccessKeyId"] != key_id:
+        raise StoredKeyUnusable(
+            f"secret {secret_name} holds key {credentials['AccessKeyId']}, but its version names key {key_id}: "
+            "someone wrote it by hand; force a rotation to store a fresh key"
+        )
+    return credentials
