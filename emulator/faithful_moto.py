@@ -9,7 +9,10 @@ Each patch fixes one measured difference (see ../shared/notes/emulator-facts.md)
 - IAM key creation dates and execution start times come from a settable clock, so runs can move in time;
 - boto3 clients inside the interpreter are reused (an SDK task drops from ~13 ms to ~3 ms);
 - IAM ListUsers returns pages of at most MaxItems (default 100) with a Marker, as AWS does; moto returns
-  every user in one page, which would hide a caller that forgets to paginate.
+  every user in one page, which would hide a caller that forgets to paginate;
+- STS GetCallerIdentity rejects a key that is not an Active key of an IAM user (InvalidClientTokenId), as AWS
+  does; moto answers "user/moto" for any key. (The signature is not checked: a wrong secret still passes.)
+- boto3's own retries inside the Lambda (standard mode) record their backoff instead of sleeping.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Recorder:
 
     def __init__(self):
         self.retry_delays: list[float] = []
+        self.sdk_retry_delays: list[float] = []  # boto3's backoff inside the Lambda functions
         self.issued_secrets: set[str] = set()
 
 
@@ -151,7 +155,30 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
         recorder.issued_secrets.add(key.secret_access_key)
         return key
 
+    from botocore.retries.standard import ExponentialBackoff
+    from moto.sts.models import STSBackend
+
+    sdk_delay = ExponentialBackoff.delay_amount
+
+    def recorded_sdk_delay(self, context):
+        recorder.sdk_retry_delays.append(sdk_delay(self, context))
+        return 0
+
+    def caller_identity_of_active_keys(backend, access_key_id, region):
+        from moto.iam.models import iam_backends
+        from moto.sts.exceptions import STSClientError
+
+        iam = iam_backends[backend.account_id][backend.partition]
+        user = iam.get_user_from_access_key_id(access_key_id)
+        key = user and next(k for k in user.access_keys if k.access_key_id == access_key_id)
+        if key is None or key.status != "Active":
+            error = STSClientError("InvalidClientTokenId", "The security token included in the request is invalid.")
+            raise error
+        return user.id, user.arn, user.account_id
+
     patches = [
+        mock.patch.object(ExponentialBackoff, "delay_amount", recorded_sdk_delay),
+        mock.patch.object(STSBackend, "get_caller_identity", caller_identity_of_active_keys),
         mock.patch.object(ExecutionWorker, "start", start_synchronously),
         mock.patch.object(sdk_task, "_eval_service_task", eval_with_iso_dates),
         mock.patch.object(sdk_task, "_normalise_service_error_name", staticmethod(lambda name: name)),
