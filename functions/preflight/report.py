@@ -65,6 +65,7 @@ def build(event: dict, settings) -> dict:
         "dryRun": dry_run,
         "managedUsers": plan.get("managedUsers", 0),
         "unchangedUsers": plan.get("unchangedUsers", 0),
+        "deferredUsers": plan.get("deferredUsers", 0),
         **counts,
         "users": [u for u in users if u["outcome"] in _NEWSWORTHY],
     }
@@ -153,6 +154,12 @@ def _body(summary: dict, settings) -> str:
         f"Managed users: {summary['managedUsers']} ({settings.scope()}); unchanged: {summary['unchangedUsers']}.",
         "",
     ]
+    if summary["deferredUsers"]:
+        lines += [
+            f"{summary['deferredUsers']} more user(s) need action and wait for the next runs: a run acts on at "
+            f"most {settings.max_users_per_run} users (MaxUsersPerRun), the oldest keys first.",
+            "",
+        ]
     if summary.get("error") and summary["managedUsers"]:
         lines += [f"The run failed: {summary['error']}. Users without a result are listed as failed.", ""]
     elif summary.get("error"):
