@@ -183,11 +183,13 @@ class Deployment:
     functions: dict[str, tuple[Path, str]]
 
 
-def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Deployment:
-    """Create the stack's Lambda function, roles and state machine in the current moto account."""
+def resolve(overrides: dict | None = None, template_path: Path = TEMPLATE) -> tuple[dict, Resolver]:
+    """The translated template's resources that the parameter values create, and a resolver for their
+    properties (``resolver.resolve(resource["Properties"])`` gives what CloudFormation would create)."""
     cfn = translate(template_path)
     resolver = Resolver(parameter_values(cfn, overrides))
-    resolver.conditions = {name: bool(resolver.resolve(expr)) for name, expr in cfn.get("Conditions", {}).items()}
+    for name, expr in cfn.get("Conditions", {}).items():  # in order: a condition may use an earlier one
+        resolver.conditions[name] = bool(resolver.resolve(expr))
     resources = {
         logical: r
         for logical, r in cfn["Resources"].items()
@@ -195,6 +197,12 @@ def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Dep
     }
     for logical, r in resources.items():
         resolver.physical[logical] = _physical_ids(logical, r, resolver)
+    return resources, resolver
+
+
+def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Deployment:
+    """Create the stack's Lambda function, roles and state machine in the current moto account."""
+    resources, resolver = resolve(overrides, template_path)
 
     iam = boto3.client("iam", region_name=REGION)
     for logical, r in _of_type(resources, "AWS::IAM::Role"):

@@ -1,0 +1,235 @@
+"""Least privilege and encryption as CloudFormation really gets them: the template through the SAM translator,
+every intrinsic resolved for a parameter set, then each role, the key policy and the state machine checked.
+Plus checkov over the translated template (its own virtualenv, installed by `make test`)."""
+
+import json
+import re
+import subprocess
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import pytest
+
+from emulator import stack
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT, REGION, STACK = stack.ACCOUNT_ID, stack.REGION, stack.STACK_NAME
+USER_ARN = f"arn:aws:iam::{ACCOUNT}:user/*"
+SECRETS_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:iam-key-rotation/*"
+MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STACK}-rotation"
+GIVEN_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0f0f0f-aaaa-bbbb-cccc-000000000000"
+CONSUMER = f"arn:aws:iam::{ACCOUNT}:role/payments-service"
+READERS = [f"arn:aws:iam::{ACCOUNT}:role/security-audit", f"arn:aws:iam::{ACCOUNT}:role/break-glass"]
+BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/platform-boundary"
+
+DEFAULTS = {}
+EVERYTHING = {
+    "SenderEmail": "rotation@example.com",
+    "ConsumerPrincipalArn": CONSUMER,
+    "HistoryReaderArns": ",".join(READERS),
+    "PermissionsBoundary": BOUNDARY,
+}
+GIVEN_KEY_SET = {**EVERYTHING, "KmsKeyArn": GIVEN_KEY}
+
+# IAM offers no resource-level permission for these: "*" is the only possible Resource.
+NO_RESOURCE_SCOPE = {
+    "iam:ListUsers",
+    "ses:SendEmail",  # scoped by its ses:FromAddress condition instead (checked below)
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+}
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def deployed(parameters: dict) -> dict:
+    """Logical id -> resolved properties of every resource the parameters create."""
+    resources, resolver = stack.resolve(parameters)
+    return {logical: {"Type": r["Type"], **resolver.resolve(r.get("Properties", {}))} for logical, r in resources.items()}
+
+
+@pytest.fixture(scope="module", params=[DEFAULTS, EVERYTHING, GIVEN_KEY_SET], ids=["defaults", "all-options", "given-key"])
+def template(request):
+    return request.param, deployed(request.param)
+
+
+def roles(resources: dict) -> dict:
+    return {k: r for k, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+
+
+def role_statements(role: dict) -> list[dict]:
+    return [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+
+
+def role_of(resources: dict, logical: str) -> dict:
+    arn = resources[logical]["Role"] if "Role" in resources[logical] else resources[logical]["RoleArn"]
+    (role,) = [r for k, r in roles(resources).items() if arn.endswith("/" + f"{STACK}-{k}")]
+    return role
+
+
+def granted(statements: list[dict], action: str) -> list[dict]:
+    return [s for s in statements if s["Effect"] == "Allow" and any(fnmatchcase(action, a) for a in as_list(s["Action"]))]
+
+
+def test_no_role_has_a_managed_full_access_policy_or_an_action_wildcard(template):
+    _, resources = template
+    for name, role in roles(resources).items():
+        assert not [p for p in role.get("ManagedPolicyArns", []) if "FullAccess" in p], name
+        for statement in role_statements(role):
+            for action in as_list(statement["Action"]):
+                assert "*" not in action.split(":", 1)[1], f"{name} grants {action}"
+
+
+def test_star_resources_only_where_iam_offers_no_resource_scope(template):
+    _, resources = template
+    for name, role in roles(resources).items():
+        for statement in role_statements(role):
+            if "*" in as_list(statement["Resource"]):
+                assert set(as_list(statement["Action"])) <= NO_RESOURCE_SCOPE, f"{name}: {statement}"
+
+
+def test_rotation_role_writes_keys_only_of_users_under_the_path_and_only_rotation_secrets(template):
+    _, resources = template
+    statements = role_statements(role_of(resources, "RotationStateMachine"))
+    for action in ("iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:TagUser", "iam:UntagUser"):
+        grants = granted(statements, action)
+        assert grants and all(as_list(s["Resource"]) == [USER_ARN] for s in grants), action
+    for action in ("secretsmanager:PutSecretValue", "secretsmanager:CreateSecret"):
+        grants = granted(statements, action)
+        assert grants and all(as_list(s["Resource"]) == [SECRETS_ARN] for s in grants), action
+    assert not granted(statements, "secretsmanager:GetSecretValue"), "the state machine never reads a secret"
+    assert not granted(statements, "iam:CreateUser") and not granted(statements, "iam:AttachUserPolicy")
+
+
+def test_report_email_only_from_the_sender(template):
+    parameters, resources = template
+    sends = granted(role_statements(role_of(resources, "RotationStateMachine")), "ses:SendEmail")
+    if not parameters.get("SenderEmail"):
+        assert sends == []
+    else:
+        assert sends and all(s["Condition"] == {"StringEquals": {"ses:FromAddress": parameters["SenderEmail"]}} for s in sends)
+
+
+def test_the_preflight_function_only_reads_and_never_a_secret_value(template):
+    _, resources = template
+    statements = role_statements(role_of(resources, "PreflightFunction"))
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert actions and all(re.fullmatch(r"[a-z0-9-]+:(List|Get|Describe)[A-Za-z]+", a) for a in actions), actions
+    assert "secretsmanager:GetSecretValue" not in actions
+    (listing,) = granted(statements, "states:ListExecutions")
+    assert listing["Resource"] == MACHINE_ARN
+
+
+def test_the_key_check_function_reads_only_rotation_secrets(template):
+    parameters, resources = template
+    statements = role_statements(role_of(resources, "KeyCheckFunction"))
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert actions == ({"secretsmanager:GetSecretValue", "kms:Decrypt"} if "KmsKeyArn" in parameters else {"secretsmanager:GetSecretValue"})
+    (reading,) = granted(statements, "secretsmanager:GetSecretValue")
+    assert reading["Resource"] == SECRETS_ARN
+
+
+def test_the_permissions_boundary_applies_to_every_role(template):
+    parameters, resources = template
+    for name, role in roles(resources).items():
+        assert role.get("PermissionsBoundary") == parameters.get("PermissionsBoundary"), name
+
+
+def test_every_role_is_assumable_only_by_its_service(template):
+    _, resources = template
+    for name, role in roles(resources).items():
+        (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+        services = as_list(statement["Principal"]["Service"])
+        assert len(services) == 1 and services[0] in ("lambda.amazonaws.com", "states.amazonaws.com", "scheduler.amazonaws.com"), name
+
+
+def test_the_state_machine_encrypts_its_history_with_the_customer_managed_key(template):
+    parameters, resources = template
+    machine = resources["RotationStateMachine"]
+    key_arn = parameters.get("KmsKeyArn") or stack.resolve(parameters)[1].physical["RotationKey"]["Arn"]
+    assert machine["EncryptionConfiguration"]["Type"] == "CUSTOMER_MANAGED_KMS_KEY"
+    assert machine["EncryptionConfiguration"]["KmsKeyId"] == key_arn
+    assert machine["LoggingConfiguration"]["IncludeExecutionData"] is False
+    # New secrets are created under the same key (the ASL gets it through DefinitionSubstitutions).
+    assert machine["DefinitionSubstitutions"]["SecretsKmsKeyArn"] == key_arn
+    asl = json.loads((ROOT / machine["DefinitionS3Location"]["Key"]).read_text())
+    create = asl["States"]["Act on each user"]["ItemProcessor"]["States"]["Create secret with new key"]
+    assert create["Parameters"]["KmsKeyId"] == "${SecretsKmsKeyArn}"
+
+
+def test_the_key_policy_names_every_principal_that_may_decrypt():
+    resources = deployed(EVERYTHING)
+    policy = resources["RotationKey"]["KeyPolicy"]
+    role_arn = lambda logical: f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{logical}"  # noqa: E731
+    decrypters = {
+        principal
+        for s in policy["Statement"]
+        if any(fnmatchcase("kms:Decrypt", a) for a in as_list(s["Action"]))
+        for principal in as_list(s["Principal"]["AWS"])
+    }
+    assert decrypters == {role_arn("RotationRole"), role_arn("KeyCheckFunctionRole"), CONSUMER, *READERS}
+    for statement in policy["Statement"]:
+        if any(fnmatchcase("kms:Decrypt", a) for a in as_list(statement["Action"])):
+            # every decrypt is bound to this state machine's history or to the rotation secrets
+            context = json.dumps(statement["Condition"])
+            assert MACHINE_ARN in context or SECRETS_ARN in context, statement
+    root = [s for s in policy["Statement"] if s["Principal"]["AWS"] == f"arn:aws:iam::{ACCOUNT}:root"]
+    assert root and not any(fnmatchcase("kms:Decrypt", a) for s in root for a in as_list(s["Action"]))
+
+
+def test_without_readers_or_consumer_only_the_workflow_decrypts():
+    policy = deployed(DEFAULTS)["RotationKey"]["KeyPolicy"]
+    decrypters = {p for s in policy["Statement"] if "kms:Decrypt" in as_list(s["Action"]) for p in as_list(s["Principal"]["AWS"])}
+    assert decrypters == {f"arn:aws:iam::{ACCOUNT}:role/{STACK}-RotationRole", f"arn:aws:iam::{ACCOUNT}:role/{STACK}-KeyCheckFunctionRole"}
+
+
+def test_a_given_key_replaces_the_stack_key():
+    resources = deployed(GIVEN_KEY_SET)
+    assert "RotationKey" not in resources
+    statements = role_statements(role_of(resources, "RotationStateMachine"))
+    assert {s["Resource"] for s in granted(statements, "kms:GenerateDataKey")} == {GIVEN_KEY}
+
+
+def test_the_consumer_gets_read_only_access_and_public_policies_are_blocked():
+    asl = json.loads((ROOT / "statemachine" / "rotation.asl.json").read_text())
+    states = asl["States"]["Act on each user"]["ItemProcessor"]["States"]
+    (statement,) = states["Consumer policy"]["Result"]["Statement"]
+    assert statement["Principal"] == {"AWS": "${ConsumerPrincipalArn}"}
+    assert sorted(statement["Action"]) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+    assert states["Grant the consumer read access"]["Parameters"]["BlockPublicPolicy"] is True
+    grants = granted(role_statements(role_of(deployed(DEFAULTS), "RotationStateMachine")), "secretsmanager:PutResourcePolicy")
+    assert grants == [], "without a consumer the role cannot write resource policies"
+
+
+def test_the_schedule_role_only_starts_this_state_machine():
+    resources = deployed(DEFAULTS)
+    statements = role_statements(role_of_schedule(resources))
+    (start,) = granted(statements, "states:StartExecution")
+    assert start["Resource"] == MACHINE_ARN
+
+
+def role_of_schedule(resources):
+    (schedule,) = [r for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    (role,) = [r for k, r in roles(resources).items() if schedule["Target"]["RoleArn"].endswith("/" + f"{STACK}-{k}")]
+    return role
+
+
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+
+
+def test_checkov_finds_nothing_but_skips_justified_in_the_template(tmp_path):
+    assert CHECKOV.exists(), "checkov is not installed: `make test` installs it in .venv-checkov (requirements-checkov.txt)"
+    translated = tmp_path / "translated-template.json"
+    translated.write_text(json.dumps(stack.translate()))
+    result = subprocess.run(
+        [str(CHECKOV), "-f", str(translated), "--framework", "cloudformation", "--skip-download", "--output", "json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    report = json.loads(result.stdout)
+    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in report["results"]["failed_checks"]]
+    assert failed == [], "checkov failed checks (fix them, or skip with a justification in the resource's Metadata):\n" + "\n".join(failed)
+    assert report["summary"]["passed"] > 20
+    for skipped in report["results"]["skipped_checks"]:
+        assert len(skipped.get("check_result", {}).get("suppress_comment", "")) > 20, f"unjustified skip: {skipped['check_id']}"
