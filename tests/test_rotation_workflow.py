@@ -449,9 +449,10 @@ def test_the_secret_name_prefix_parameter_names_the_secret(emulate):
     assert aws.secret_prefix == "team-a/keys/"
 
 
-def test_the_execution_history_still_records_the_new_secret_key(emulate):
-    # A known residual risk (README, Security): Step Functions records CreateAccessKey's raw result in the
-    # history whatever ResultSelector keeps. This test pins it, and proves the leak scan above can see a secret.
+def test_the_execution_history_records_the_new_secret_key_which_is_why_it_is_encrypted(emulate):
+    # Step Functions records CreateAccessKey's raw result in the history whatever ResultSelector keeps, so the
+    # history is encrypted with the stack's customer-managed key (docs/threat-model.md; test_least_privilege.py
+    # proves the encryption). This test pins the fact, and proves the leak scan above can see a secret.
     aws = emulate(account_with(("app", [key(95, in_secret=True)])))
 
     run = aws.scheduled_run()
