@@ -379,7 +379,9 @@ def uploads(sam_cli) -> dict[tuple, tuple[Path, str, str]]:
     # Only resource properties and the SAR metadata name artifacts (a resource's Metadata.SamResourceId does not).
     sections = {
         "Resources": {n: {"Properties": r.get("Properties", {})} for n, r in sam_cli.built["Resources"].items()},
-        "Metadata": {k: v for k, v in sam_cli.built.get("Metadata", {}).items() if k == "AWS::ServerlessRepo::Application"},
+        "Metadata": {
+            k: v for k, v in sam_cli.built.get("Metadata", {}).items() if k == "AWS::ServerlessRepo::Application"
+        },
     }
     found = {}
     for path, value in local_paths(sections, sam_cli.build_dir):
