@@ -1,13 +1,33 @@
-"""`make run` and `python -m emulator run`: the commands a newcomer types, end to end."""
+"""`make run` and `python -m emulator run`: the commands a newcomer types, end to end, in-process.
+
+The exit status is a contract (see --help): 0 all good, 1 a run did not succeed, 2 usage or input error,
+3 a broken invariant or a leaked secret, 4 a crash of the emulator itself.
+"""
+
+import contextlib
+import io
+import json
+import re
+
+import pytest
 
 from emulator import __main__ as cli
 from emulator import stack
 
+EVENTS = stack.ROOT / "events"
 
-def test_the_demo_walks_the_lifecycle_and_its_checks_pass(capsys):
-    exit_code = cli.main([])
 
-    shown = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def demo() -> tuple[int, str]:
+    """`make run`, once for the tests that read its report: (exit status, stdout)."""
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exit_code = cli.main([])
+    return exit_code, out.getvalue()
+
+
+def test_the_demo_walks_the_lifecycle_and_its_checks_pass(demo):
+    exit_code, shown = demo
+
     assert exit_code == 0
     for day in (0, 7, 14, 21):
         assert f"Day {day}: scheduled run" in shown
@@ -17,14 +37,96 @@ def test_the_demo_walks_the_lifecycle_and_its_checks_pass(capsys):
     assert "Timeline of run-001" in shown and "Act on each user" in shown
     assert "invariants (AWSCURRENT is an Active key of its user; every key created is stored; no Active key deleted): hold" in shown
     assert "Lambda payloads: none" in shown
+    assert "Exit status 0" in shown
+
+
+def test_the_keys_and_secret_versions_are_aligned_tables(demo):
+    lines = demo[1].splitlines()
+    for heading, first_cell in (("KEY", r"AKIA|\(no keys\)"), ("VERSION", r"key-rotation-")):
+        header = next(line for line in lines if re.match(rf"  \S+ +{heading} ", line))
+        rows = []
+        for line in lines[lines.index(header) + 1 :]:
+            if not re.match(rf"  (\S+)? +({first_cell})", line):
+                break
+            rows.append(line)
+        assert len(rows) >= 4, header
+        column = header.index(heading)
+        for row in rows:  # every key id and version id starts where its column's header does
+            assert re.match(first_cell, row[column:]), (header, row)
+        assert all(line == line.rstrip() for line in (header, *rows))
+    keys = "\n".join(lines)
+    assert re.search(r"^  alice +AKIA\w+ +Active +400d +out of scope$", keys, re.M)
+    assert re.search(r"^  new-service +\(no keys\)$", keys, re.M)
 
 
 def test_one_event_file_runs_against_an_account_fixture(capsys):
-    exit_code = cli.main(["run", "--event", str(stack.ROOT / "events" / "on-demand-rotation.json")])
+    exit_code = cli.main(["run", "--event", str(EVENTS / "on-demand-rotation.json")])
 
     shown = capsys.readouterr().out
     assert exit_code == 0
     assert "ci-deployer: ROTATED" in shown and "rotation forced on demand" in shown
+
+
+def test_json_is_one_document_with_the_runs_keys_secrets_emails_and_checks(capsys):
+    exit_code = cli.main(["--json", "--days", "0,7"])  # demo is the default command, options and all
+
+    out = capsys.readouterr().out
+    document = json.loads(out)  # the whole of stdout is one JSON document
+    assert exit_code == 0 == document["exitCode"]
+    assert document["command"] == "demo" and document["fixture"].endswith("demo-account.json")
+    assert document["parameters"]["MaxKeyAgeDays"] == "90"
+    first, second = document["runs"]
+    assert (first["name"], first["day"], first["time"], first["status"]) == ("run-001", 0, "2026-01-05T06:00:00Z", "SUCCEEDED")
+    assert second["day"] == 7 and second["input"] == {"time": "2026-01-12T06:00:00Z"}
+    assert {"error", "cause", "output", "statesEntered"} <= set(first) and first["error"] is None
+    assert first["statesEntered"][0] == "Plan the run"
+    before, after = first["keys"]["ci-deployer"]["before"], first["keys"]["ci-deployer"]["after"]
+    assert len(before) == 1 and len(after) == 2 and set(before) < set(after)
+    (new_key,) = set(after) - set(before)
+    stages = {v["keyId"]: v["stages"] for v in first["secretVersions"]["ci-deployer"]}
+    assert stages == {new_key: ["AWSCURRENT"], next(iter(before)): ["AWSPREVIOUS"]}
+    (email,) = first["emails"]
+    assert email["subject"] == "IAM access key rotation 2026-01-05T06:00:00Z: 1 rotated, 1 blocked"
+    assert email["recipients"] == ["platform-team@example.com"] and email["source"] == "key-rotation@example.com"
+    assert "ci-deployer: ROTATED" in email["body"]
+    users = {u["name"]: u for u in document["accountBefore"]["users"]}
+    assert users["alice"]["managed"] is False and users["alice"]["keys"][0]["ageDays"] == 400
+    assert users["new-service"]["keys"] == [] and users["new-service"]["secret"] is None
+    assert document["accountAfter"]["time"] == "2026-01-12T06:00:00Z"
+    assert document["invariantViolations"] == [] and document["leakedTexts"] == 0 and document["checkedTexts"] > 0
+    assert document["failedRuns"] == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [EVENTS / "preflight-plan-invalid-input.json", {"time": "not-a-time"}],
+    ids=["a Lambda event as execution input", "a time that is not a time"],
+)
+def test_a_run_that_fails_exits_1_and_says_why(event, tmp_path, capsys, monkeypatch):
+    if isinstance(event, dict):
+        (tmp_path / "event.json").write_text(json.dumps(event))
+        event = tmp_path / "event.json"
+    monkeypatch.setattr(cli.sys, "stderr", _Terminal())  # the progress line shows only on a terminal
+
+    exit_code = cli.main(["run", "--event", str(event), "--json"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert exit_code == 1 == document["exitCode"]
+    (run,) = document["runs"]
+    assert (run["status"], run["error"]) == ("FAILED", "InvalidInput")
+    assert run["cause"] and document["failedRuns"] == ["run-001"] and document["event"].endswith(event.name)
+    assert document["invariantViolations"] == [] and document["leakedTexts"] == 0
+    assert "run 1/1" in cli.sys.stderr.getvalue()
+
+
+def test_a_broken_invariant_exits_3_whatever_the_runs_did(capsys, monkeypatch):
+    monkeypatch.setattr(cli.Emulator, "invariant_violations", lambda self, *runs: ["ci-deployer: simulated violation"])
+
+    exit_code = cli.main(["run", "--event", str(EVENTS / "dry-run.json")])
+
+    shown = capsys.readouterr().out
+    assert exit_code == 3
+    assert "VIOLATED: ci-deployer: simulated violation" in shown and "Exit status 3" in shown
 
 
 def test_a_bad_parameter_is_refused_with_a_clear_message(capsys):
@@ -32,3 +134,85 @@ def test_a_bad_parameter_is_refused_with_a_clear_message(capsys):
 
     assert exit_code == 2
     assert "parameter UserPath='no-slash'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["demo", "--no-such-option"], "unrecognized arguments"),
+        (["rotate"], "invalid choice"),
+        (["run"], "--event"),
+        (["--param", "MaxKeyAgeDays"], "is not NAME=VALUE"),
+        (["--days", "14,7"], "in order"),
+        (["--param", "NoSuchParameter=1"], "unknown parameter(s) NoSuchParameter"),
+        (["run", "--event", "no-such-file.json"], "event no-such-file.json: No such file"),
+        (["run", "--event", "README.md"], "event README.md is not valid JSON"),
+    ],
+)
+def test_usage_and_input_errors_exit_2_before_anything_runs(argv, said, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert said in captured.err and captured.out == ""
+
+
+def test_a_fixture_that_does_not_follow_the_format_exits_2_with_every_problem(tmp_path, capsys):
+    fixture = {
+        "start": "yesterday",
+        "users": [
+            {"name": "ci-deployer", "keys": [{"ageDay": 95}]},
+            {"name": "svc", "path": "services", "keys": [{"status": "Disabled"}, {}, {}]},
+            {"name": "ci-deployer"},
+        ],
+    }
+    (tmp_path / "account.json").write_text(json.dumps(fixture))
+
+    assert cli.main(["--account", str(tmp_path / "account.json")]) == 2
+
+    err = capsys.readouterr().err
+    for problem in ("start 'yesterday'", "unknown field(s) ageDay", "path 'services'", "at most 2 keys", "a second user"):
+        assert problem in err
+
+
+def test_the_fixture_checks_accept_the_demo_and_name_each_problem():
+    assert cli.fixture_problems(json.loads((stack.ROOT / "fixtures" / "demo-account.json").read_text())) == []
+    assert cli.fixture_problems([]) == ["it must be a JSON object"]
+    problems = cli.fixture_problems(
+        {"users": [{"name": "a", "tags": {"KeyRotation": True},
+                    "keys": [{"ageDays": -1, "created": "2026-01-01", "inSecret": "yes", "status": "active"}]}]}
+    )
+    assert len(problems) == 6, problems  # tags, ageDays, both ageDays and created, created, status, inSecret
+
+
+def test_help_explains_the_fixture_format_the_exit_status_and_json(capsys):
+    for argv in (["--help"], ["run", "--help"]):
+        assert cli.main(argv) == 0
+        shown = capsys.readouterr().out
+        for field in sorted(cli._FIXTURE_FIELDS | cli._USER_FIELDS | cli._KEY_FIELDS):
+            assert f'"{field}"' in shown, field
+        for code in range(5):
+            assert re.search(rf"^  {code}  \S", shown, re.M), code
+        assert "--json" in shown and '"invariantViolations"' in shown
+    assert cli.main(["--help"]) == 0
+    assert "python -m emulator run --account my-account.json --event" in capsys.readouterr().out
+
+
+def test_table_pads_columns_and_leaves_out_empty_ones():
+    lines = cli.table(["NAME", "AGE", "NOTE"], [["a", "5d", ""], ["bbbb", "120d", ""]], right=frozenset({1}))
+
+    assert lines == ["  NAME   AGE", "  a       5d", "  bbbb  120d"]
+
+
+def test_the_progress_line_shows_only_on_a_terminal():
+    quiet, terminal = io.StringIO(), _Terminal()
+    for stream in (quiet, terminal):
+        progress = cli.Progress(stream)
+        progress.show("run 3/4 (day 14) ...")
+        progress.clear()
+
+    assert quiet.getvalue() == ""
+    assert terminal.getvalue() == "\r\033[Krun 3/4 (day 14) ...\r\033[K"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
