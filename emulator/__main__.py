@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="walk an account through the lifecycle (the default)", formatter_class=raw, epilog=runs_epilog,
-        description="Seed the account, then run the daily schedule on each of --days, as EventBridge Scheduler "
+        description="Seed the account, then run the daily schedule on each of --days, as the EventBridge schedule "
         "starts it (its Input with the scheduled time).",
     )
     demo.add_argument("--days", type=_days, default=list(DEMO_DAYS), metavar="D,D,...",

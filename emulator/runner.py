@@ -108,8 +108,10 @@ class Emulator:
         self.clock.now += timedelta(days=days)
 
     def scheduled_input(self) -> dict:
-        """What EventBridge Scheduler passes: the schedule's Input with its scheduled time filled in."""
-        return json.loads(self.deployment.schedule_input.replace("<aws.scheduler.scheduled-time>", decisions.format_time(self.clock.now)))
+        """What the EventBridge schedule passes: its scheduled event at the clock's time, through the rule's
+        InputTransformer."""
+        event = stack.scheduled_event(decisions.format_time(self.clock.now))
+        return json.loads(stack.transform_input(self.deployment.schedule_input, event))
 
     def scheduled_run(self) -> Run:
         return self.start(self.scheduled_input())

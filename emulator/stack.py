@@ -179,7 +179,7 @@ class Deployment:
 
     parameters: dict[str, str]
     state_machine_arn: str
-    schedule_input: str
+    schedule_input: dict  # the schedule's InputTransformer: what the state machine gets from each scheduled event
     functions: dict[str, tuple[Path, str]]
 
 
@@ -248,9 +248,9 @@ def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Dep
         name=props["StateMachineName"], definition=definition, roleArn=props["RoleArn"]
     )["stateMachineArn"]
 
-    (_, schedule), = _of_type(resources, "AWS::Scheduler::Schedule")
-    schedule_input = resolver.resolve(schedule["Properties"])["Target"]["Input"]
-    return Deployment(resolver.parameters, arn, schedule_input, functions)
+    (_, schedule), = _of_type(resources, "AWS::Events::Rule")
+    (target,) = resolver.resolve(schedule["Properties"])["Targets"]
+    return Deployment(resolver.parameters, arn, target["InputTransformer"], functions)
 
 
 def substitute_definition(asl: str, substitutions: dict[str, str]) -> str:
@@ -263,6 +263,24 @@ def substitute_definition(asl: str, substitutions: dict[str, str]) -> str:
         return json.dumps(str(substitutions[name]))[1:-1]  # stays a valid JSON string
 
     return re.sub(r"\$\{([A-Za-z0-9_]+)\}", value, asl)
+
+
+def scheduled_event(time: str) -> dict:
+    """The event EventBridge sends for a schedule rule firing at ``time``."""
+    return {
+        "version": "0", "id": "emulated", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": ACCOUNT_ID, "time": time, "region": REGION, "resources": [], "detail": {},
+    }
+
+
+def transform_input(transformer: dict, event: dict) -> str:
+    """EventBridge's InputTransformer for top-level paths: each <name> in the template becomes the value at its
+    path, as JSON (a string inside quotes goes in without its own quotes)."""
+    text = transformer["InputTemplate"]
+    for name, path in transformer.get("InputPathsMap", {}).items():
+        value = event[path.removeprefix("$.")]
+        text = text.replace(f'"<{name}>"', json.dumps(value)).replace(f"<{name}>", json.dumps(value))
+    return text
 
 
 def _of_type(resources: dict, kind: str):

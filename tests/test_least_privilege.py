@@ -142,7 +142,7 @@ def test_every_role_is_assumable_only_by_its_service(template):
     for name, role in roles(resources).items():
         (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
         services = as_list(statement["Principal"]["Service"])
-        assert len(services) == 1 and services[0] in ("lambda.amazonaws.com", "states.amazonaws.com", "scheduler.amazonaws.com"), name
+        assert len(services) == 1 and services[0] in ("lambda.amazonaws.com", "states.amazonaws.com", "events.amazonaws.com"), name
 
 
 def test_the_state_machine_encrypts_its_history_with_the_customer_managed_key(template):
@@ -211,8 +211,9 @@ def test_the_schedule_role_only_starts_this_state_machine():
 
 
 def role_of_schedule(resources):
-    (schedule,) = [r for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
-    (role,) = [r for k, r in roles(resources).items() if schedule["Target"]["RoleArn"].endswith("/" + f"{STACK}-{k}")]
+    (schedule,) = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    (target,) = schedule["Targets"]
+    (role,) = [r for k, r in roles(resources).items() if target["RoleArn"].endswith("/" + f"{STACK}-{k}")]
     return role
 
 

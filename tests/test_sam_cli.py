@@ -118,17 +118,6 @@ SAR_SUPPORTED_RESOURCE_TYPES = frozenset(
     """.split()
 )
 
-# Types the template uses that no SAR document available here lists. Publishing may be refused for them; the
-# xfail test below keeps this visible until someone confirms support (then move the type into the list above,
-# with its citation) or the template stops using it.
-SAR_UNCONFIRMED_RESOURCE_TYPES = {
-    "AWS::Scheduler::Schedule": (
-        "not on the supported list cited above; aws/aws-sam-cli#4543 (2023) shows SAR refusing a template whose "
-        "state machine had a ScheduleV2 (EventBridge Scheduler) event. Confirm with `make publish` to a private "
-        "application, or ask AWS Support to add the type (as the SAR guide says)"
-    ),
-}
-
 # "Application Capabilities: IAM Roles, Resource Policies, and Nested Applications",
 # https://docs.aws.amazon.com/serverlessrepo/latest/devguide/acknowledging-application-capabilities.html and
 # "Using AWS SAM with the AWS Serverless Application Repository" (using-aws-sam.html): a SAR deployer acknowledges
@@ -539,15 +528,8 @@ def test_changelog_newest_release_is_the_template_version(sar):
 def test_every_resource_type_is_one_sar_supports(sam_template, cfn):
     """Every type in the template and in what the SAM transform makes of it is on SAR's supported list."""
     used = resource_types(sam_template, cfn)
-    unsupported = sorted(used - SAR_SUPPORTED_RESOURCE_TYPES - set(SAR_UNCONFIRMED_RESOURCE_TYPES))
+    unsupported = sorted(used - SAR_SUPPORTED_RESOURCE_TYPES)
     assert not unsupported, f"SAR does not list {unsupported}"
-
-
-@pytest.mark.xfail(strict=True, reason="AWS::Scheduler::Schedule: " + SAR_UNCONFIRMED_RESOURCE_TYPES[
-    "AWS::Scheduler::Schedule"])
-def test_no_resource_type_awaits_confirmation_of_sar_support(sam_template, cfn):
-    unconfirmed = sorted(resource_types(sam_template, cfn) & set(SAR_UNCONFIRMED_RESOURCE_TYPES))
-    assert not unconfirmed, {t: SAR_UNCONFIRMED_RESOURCE_TYPES[t] for t in unconfirmed}
 
 
 def test_sar_install_acknowledges_exactly_the_capabilities_the_template_needs(cfn):

@@ -17,6 +17,8 @@ import pytest
 from samtranslator.yaml_helper import yaml_parse
 
 import decisions
+
+from emulator import stack
 from emulator.stack import TemplateError, parameter_values, translate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -290,11 +292,13 @@ def test_secret_version_id_uses_the_prefix_the_lambda_parses(asl):
 
 
 def test_schedule_starts_the_state_machine_with_the_scheduled_time(cfn):
-    (schedule,) = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    (schedule,) = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
     (machine_id,) = [k for k, r in cfn["Resources"].items() if r["Type"] == "AWS::StepFunctions::StateMachine"]
-    assert schedule["Target"]["Arn"] == {"Ref": machine_id}
-    assert json.loads(schedule["Target"]["Input"]) == {"time": "<aws.scheduler.scheduled-time>"}
-    assert schedule.get("Name")
+    (target,) = schedule["Targets"]
+    assert target["Arn"] == {"Ref": machine_id}
+    # A scheduled event's "time" is the scheduled time: it becomes the execution input's "time".
+    event = stack.scheduled_event("2026-03-01T06:00:00Z")
+    assert json.loads(stack.transform_input(target["InputTransformer"], event)) == {"time": "2026-03-01T06:00:00Z"}
     assert schedule["State"] == {"Ref": "ScheduleState"}
     assert schedule["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
 

@@ -57,12 +57,16 @@ class Settings:
     max_users_per_run: int = 250
     parallel_users: int = 5
     grant_consumer: bool = False
+    owner_tag_key: str = ""
 
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
         return cls(
             policy=decisions.Policy.from_days(
-                int(env["MAX_KEY_AGE_DAYS"]), int(env["INSTALL_WINDOW_DAYS"]), int(env["RECOVERY_WINDOW_DAYS"])
+                int(env["MAX_KEY_AGE_DAYS"]),
+                int(env["INSTALL_WINDOW_DAYS"]),
+                int(env["RECOVERY_WINDOW_DAYS"]),
+                int(env.get("NOTICE_DAYS", "0")),
             ),
             user_path=env.get("USER_PATH", "/"),
             user_tag_key=env.get("USER_TAG_KEY", ""),
@@ -74,6 +78,7 @@ class Settings:
             max_users_per_run=int(env.get("MAX_USERS_PER_RUN", "250")),
             parallel_users=int(env.get("PARALLEL_USERS", "5")),
             grant_consumer=env.get("GRANT_CONSUMER", "false") == "true",
+            owner_tag_key=env.get("OWNER_TAG_KEY", ""),
         )
 
     def scope(self) -> str:
@@ -150,15 +155,21 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
             force=request.force, obsolete_tags=obsolete_tags,
         )
         logger.info("user %s: %s (%s)", name, decision.outcome, decision.reason)
-        return decision, secret_name, keys
+        owner = None
+        if settings.owner_tag_key and (decision.outcome != "unchanged" or decision.notices or decision.has_actions):
+            owner = _owner(tags if tags is not None else _tags(iam, name), settings.owner_tag_key)
+        return decision, secret_name, keys, owner
 
-    actions, blocked, unchanged = [], [], 0
+    actions, blocked, notices, unchanged = [], [], [], 0
     with ThreadPoolExecutor(READ_CONCURRENCY) as pool:
-        for decision, secret_name, keys in pool.map(decide, users):
+        for decision, secret_name, keys, owner in pool.map(decide, users):
+            owned = {"owner": owner} if owner else {}
+            if decision.notices:
+                notices.append({"user": decision.user, "notices": decision.notices, **owned})
             if decision.outcome == "blocked":  # a blocked user has no actions: it is left as it is
-                blocked.append({"user": decision.user, "reason": decision.reason})
+                blocked.append({"user": decision.user, "reason": decision.reason, **owned})
             elif decision.has_actions:
-                item = report.plan_item(decision, secret_name, [k.id for k in keys])
+                item = {**report.plan_item(decision, secret_name, [k.id for k in keys]), **owned}
                 if decision.rotate and settings.grant_consumer:
                     item["grantConsumer"] = True
                 oldest = min((k.created for k in keys), default=request.time)
@@ -178,8 +189,15 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
         "unchangedUsers": unchanged,
         "actions": [item for _, item in actions[: settings.max_users_per_run]],
         "blocked": blocked,
+        "notices": notices,
         "deferredUsers": len(deferred),
     }
+
+
+def _owner(tags: dict, owner_tag_key: str) -> str | None:
+    """The address in the user's owner tag, if it looks like one; owners get their users' news and notices."""
+    value = (tags or {}).get(owner_tag_key, "").strip()
+    return value if decisions.EMAIL_PATTERN.fullmatch(value) else None
 
 
 def _managed_users(iam, settings: Settings) -> list[tuple[str, dict | None]]:

@@ -23,6 +23,7 @@ INACTIVE_SINCE_TAG_PREFIX = "key-rotation:inactive-since:"
 
 # IAM user names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_User.html
 USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
+EMAIL_PATTERN = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
 
 
 class InvalidInput(Exception):
@@ -38,10 +39,14 @@ class Policy:
     max_key_age: timedelta
     install_window: timedelta
     recovery_window: timedelta
+    notice_window: timedelta = timedelta(0)  # owners hear of a rotation or deactivation this long before it
 
     @classmethod
-    def from_days(cls, max_key_age: int, install_window: int, recovery_window: int) -> Policy:
-        return cls(timedelta(days=max_key_age), timedelta(days=install_window), timedelta(days=recovery_window))
+    def from_days(cls, max_key_age: int, install_window: int, recovery_window: int, notice: int = 0) -> Policy:
+        return cls(
+            timedelta(days=max_key_age), timedelta(days=install_window), timedelta(days=recovery_window),
+            timedelta(days=notice),
+        )
 
     def check(self) -> None:
         """A key must outlive its predecessor's install and recovery windows, or every rotation would have to
@@ -100,6 +105,8 @@ class Decision:
     previous_key_id: str | None = None  # the key the rotation replaces; it stays Active for the install window
     # The key the secret holds, proven to authenticate before deactivate_key_id (the fallback) is deactivated.
     verify_key_id: str | None = None
+    # Advance notices for the key's owner: what will happen within the notice window, and when.
+    notices: list[str] = field(default_factory=list)
 
     @property
     def has_actions(self) -> bool:
@@ -253,6 +260,8 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
             if current
             else "the user has no Active key"
         )
+        if current:
+            _add_notices(decision, current, active, now, policy, healthy=False)
         return decision
 
     newer = [k for k in active if k.created > current.created]
@@ -266,6 +275,7 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
         )
 
     current_age = now - current.created
+    _add_notices(decision, current, active, now, policy, secret_healthy)
     notes = []
     if current_age >= policy.install_window:
         others = [k for k in active if k is not current]
@@ -288,6 +298,25 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
         decision.outcome = "retire"
         decision.reason = "; ".join(notes)
     return decision
+
+
+def _add_notices(decision: Decision, current: Key, active: list[Key], now: datetime, policy: Policy, healthy: bool) -> None:
+    """Owners hear in advance of a rotation, and of the deactivation of a key consumers may still use."""
+    if not policy.notice_window:
+        return
+    rotation = current.created + policy.max_key_age
+    if now < rotation <= now + policy.notice_window:
+        decision.notices.append(
+            f"key {current.id} will be rotated on {format_time(rotation)[:10]} (in {_days(rotation - now)}): "
+            "a new key will be stored in the secret, and this one stays Active for the install window"
+        )
+    deactivation = current.created + policy.install_window
+    others = [k for k in active if k is not current]
+    if healthy and others and now < deactivation <= now + policy.notice_window:
+        decision.notices.append(
+            f"key {others[0].id} will be deactivated on {format_time(deactivation)[:10]} (in "
+            f"{_days(deactivation - now)}): make sure every consumer reads key {current.id} from the secret"
+        )
 
 
 def _noting_records(decision: Decision) -> Decision:

@@ -83,7 +83,39 @@ def build(event: dict, settings) -> dict:
     report["notify"] = bool(
         settings.sender_email and settings.notification_emails and (summary["users"] or run_error)
     )
+    report["ownerEmails"] = owner_emails(plan, summary, settings) if settings.sender_email else []
     return report
+
+
+def owner_emails(plan: dict, summary: dict, settings) -> list[dict]:
+    """One email per key owner (the user's owner tag) with their users' news and advance notices only."""
+    owners = {}
+    for entry in plan.get("actions", []) + plan.get("blocked", []) + plan.get("notices", []):
+        if entry.get("owner"):
+            owners[entry["user"]] = entry["owner"]
+    by_owner: dict[str, list[str]] = {}
+    for u in summary["users"]:
+        if u["user"] in owners:
+            by_owner.setdefault(owners[u["user"]], []).extend(user_paragraph(u) + [""])
+    for n in plan.get("notices", []):
+        if n.get("owner"):
+            lines = [f"{n['user']}: NOTICE"] + [
+                line for notice in n["notices"] for line in textwrap.wrap(notice, 76, initial_indent="    ", subsequent_indent="    ")
+            ]
+            by_owner.setdefault(n["owner"], []).extend(lines + [""])
+    prefix = "[dry run] " if summary["dryRun"] else ""
+    return [
+        {
+            "to": [owner],
+            "subject": f"{prefix}IAM access keys you own: news from the rotation of {summary['time']}",
+            "body": "\n".join(
+                [f"You are the owner (tag {settings.owner_tag_key}) of these IAM users' access keys.", ""]
+                + lines
+                + ["Keys are stored in Secrets Manager; this message never contains a secret."]
+            ),
+        }
+        for owner, lines in sorted(by_owner.items())
+    ]
 
 
 def _entry(item: dict, outcome: str, detail: str) -> dict:
