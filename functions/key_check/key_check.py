@@ -27,6 +27,13 @@ logger.setLevel(logging.INFO)
 REJECTED_KEY_CODES = {"InvalidClientTokenId", "SignatureDoesNotMatch", "AuthFailure", "UnrecognizedClientException"}
 
 
+# What to do about a secret that does not hold a usable key of its user.
+FIX = (
+    "deactivate the key the secret's version names if no consumer uses it (aws iam update-access-key "
+    "--status Inactive), then run on demand with force to store a fresh key; the older key stays Active meanwhile"
+)
+
+
 class KeyNotYetAccepted(Exception):
     pass
 
@@ -51,7 +58,7 @@ def handler(event, context):
         if code in REJECTED_KEY_CODES:
             raise KeyNotYetAccepted(
                 f"AWS rejects key {key_id} that secret {secret_name} holds ({code}). A new key can take a few "
-                "seconds to be accepted; a deactivated or deleted key never is: re-activate it or force a rotation"
+                "seconds to be accepted; a deactivated or deleted key never is: re-activate it, or " + FIX
             ) from None
         raise
     if arn.rsplit("/", 1)[-1] != user or ":user/" not in arn:
@@ -76,15 +83,16 @@ def _stored_credentials(secret_name: str, user: str, key_id: str) -> dict:
     ):
         raise StoredKeyUnusable(
             f"secret {secret_name} is not the workflow's JSON "
-            '({"Version": 1, "UserName", "AccessKeyId", "SecretAccessKey"}): store a working key in it, or force a rotation'
+            '({"Version": 1, "UserName", "AccessKeyId", "SecretAccessKey"}): store key '
+            f"{key_id}'s secret in it by hand, or {FIX}"
         ) from None
     if credentials.get("UserName", user) != user:
         raise StoredKeyUnusable(
-            f"secret {secret_name} holds a key of user {credentials['UserName']}, not of {user}: force a rotation of {user}"
+            f"secret {secret_name} holds a key of user {credentials['UserName']}, not of {user}: {FIX}"
         )
     if credentials["AccessKeyId"] != key_id:
         raise StoredKeyUnusable(
             f"secret {secret_name} holds key {credentials['AccessKeyId']}, but its version names key {key_id}: "
-            "someone wrote it by hand; force a rotation to store a fresh key"
+            f"someone wrote it by hand: {FIX}"
         )
     return credentials

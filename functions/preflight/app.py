@@ -16,6 +16,7 @@ Configuration comes from environment variables set by template.yaml.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +57,7 @@ class Settings:
     notification_emails: tuple[str, ...]
     max_users_per_run: int = 250
     parallel_users: int = 5
-    grant_consumer: bool = False
+    consumer_principal_arn: str = ""
     owner_tag_key: str = ""
 
     @classmethod
@@ -77,7 +78,7 @@ class Settings:
             notification_emails=tuple(e.strip() for e in env.get("NOTIFICATION_EMAILS", "").split(",") if e.strip()),
             max_users_per_run=int(env.get("MAX_USERS_PER_RUN", "250")),
             parallel_users=int(env.get("PARALLEL_USERS", "5")),
-            grant_consumer=env.get("GRANT_CONSUMER", "false") == "true",
+            consumer_principal_arn=env.get("CONSUMER_PRINCIPAL_ARN", ""),
             owner_tag_key=env.get("OWNER_TAG_KEY", ""),
         )
 
@@ -144,16 +145,34 @@ def ensure_single_flight(stepfunctions, state_machine_arn: str, execution_arn: s
 def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
     settings.policy.check()
     request = decisions.parse_run_request(event.get("input", {}), event.get("startTime"))
-    users = _requested_users(iam, settings, request.users) if request.users else _managed_users(iam, settings)
+    unreadable: list[dict] = []
+    if request.users:
+        users = _requested_users(iam, settings, request.users, unreadable)
+    else:
+        users = _managed_users(iam, settings, unreadable)
 
     def decide(user):
+        try:
+            return decide_one(user)
+        except ClientError as error:  # after boto3's retries: this user waits, the others go on
+            unreadable.append({"user": user[0], "reason": _unreadable_reason(error)})
+            return None
+
+    def decide_one(user):
         name, tags = user
         keys, obsolete_tags = _keys(iam, name, tags)
         secret_name = settings.secret_name_prefix + name
+        secret = _secret(secretsmanager, secret_name)
         decision = decisions.decide(
-            name, keys, _secret(secretsmanager, secret_name), request.time, settings.policy,
-            force=request.force, obsolete_tags=obsolete_tags,
+            name, keys, secret, request.time, settings.policy, force=request.force, obsolete_tags=obsolete_tags
         )
+        if settings.consumer_principal_arn and decision.outcome != "blocked" and (
+            decision.rotate or (secret.exists and not _grants(secretsmanager, secret_name, settings.consumer_principal_arn))
+        ):
+            decision.grant_consumer = True
+            if decision.outcome == "unchanged":
+                decision.outcome = "grant"
+                decision.reason = f"{settings.consumer_principal_arn} gets read access to the secret (ConsumerPrincipalArn)"
         logger.info("user %s: %s (%s)", name, decision.outcome, decision.reason)
         owner = None
         if settings.owner_tag_key and (decision.outcome != "unchanged" or decision.notices or decision.has_actions):
@@ -162,7 +181,10 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
 
     actions, blocked, notices, unchanged = [], [], [], 0
     with ThreadPoolExecutor(READ_CONCURRENCY) as pool:
-        for decision, secret_name, keys, owner in pool.map(decide, users):
+        for decided in pool.map(decide, users):
+            if decided is None:
+                continue
+            decision, secret_name, keys, owner = decided
             owned = {"owner": owner} if owner else {}
             if decision.notices:
                 notices.append({"user": decision.user, "notices": decision.notices, **owned})
@@ -170,7 +192,7 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
                 blocked.append({"user": decision.user, "reason": decision.reason, **owned})
             elif decision.has_actions:
                 item = {**report.plan_item(decision, secret_name, [k.id for k in keys]), **owned}
-                if decision.rotate and settings.grant_consumer:
+                if decision.grant_consumer:
                     item["grantConsumer"] = True
                 oldest = min((k.created for k in keys), default=request.time)
                 actions.append((oldest, item))
@@ -189,9 +211,16 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
         "unchangedUsers": unchanged,
         "actions": [item for _, item in actions[: settings.max_users_per_run]],
         "blocked": blocked,
+        "unreadable": sorted(unreadable, key=lambda u: u["user"]),
         "notices": notices,
         "deferredUsers": len(deferred),
     }
+
+
+def _grants(secretsmanager, secret_name: str, principal: str) -> bool:
+    """Whether the secret's resource policy already names the consumer (the workflow writes it so)."""
+    policy = secretsmanager.get_resource_policy(SecretId=secret_name).get("ResourcePolicy") or ""
+    return json.dumps(principal) in policy or f'"{principal}"' in policy
 
 
 def _owner(tags: dict, owner_tag_key: str) -> str | None:
@@ -200,25 +229,39 @@ def _owner(tags: dict, owner_tag_key: str) -> str | None:
     return value if decisions.EMAIL_PATTERN.fullmatch(value) else None
 
 
-def _managed_users(iam, settings: Settings) -> list[tuple[str, dict | None]]:
-    """Every managed user as (name, tags); tags are read only where a tag decides."""
+def _unreadable_reason(error: ClientError) -> str:
+    code, message = error.response["Error"].get("Code"), error.response["Error"].get("Message")
+    return (
+        f"could not be read ({code}: {message}) even after retries, so nothing was changed for this user; "
+        "the next run tries again"
+    )
+
+
+def _managed_users(iam, settings: Settings, unreadable: list) -> list[tuple[str, dict | None]]:
+    """Every managed user as (name, tags); tags are read only where a tag decides. A user whose tags cannot be
+    read is added to ``unreadable``: it waits for the next run, and the others go on."""
     listed = [u for page in iam.get_paginator("list_users").paginate(PathPrefix=settings.user_path) for u in page["Users"]]
 
     def with_tags(user):
-        tags = _tags(iam, user["UserName"]) if settings.user_tag_key else None
-        return user, tags
+        try:
+            return user, _tags(iam, user["UserName"]) if settings.user_tag_key else None
+        except ClientError as error:
+            if user["Path"].startswith(settings.user_path):  # whether it is managed is unknown: say so
+                unreadable.append({"user": user["UserName"], "reason": _unreadable_reason(error)})
+            return user, False
 
     with ThreadPoolExecutor(READ_CONCURRENCY) as pool:
         return [
             (user["UserName"], tags)
             for user, tags in pool.map(with_tags, listed)
-            if decisions.is_managed(
+            if tags is not False
+            and decisions.is_managed(
                 user["Path"], tags or {}, settings.user_path, settings.user_tag_key, settings.user_tag_value
             )
         ]
 
 
-def _requested_users(iam, settings: Settings, names) -> list[tuple[str, dict | None]]:
+def _requested_users(iam, settings: Settings, names, unreadable: list) -> list[tuple[str, dict | None]]:
     """The users an on-demand run names; any that does not exist or is outside the scope rejects the run."""
     found, problems = [], []
     for name in names:
@@ -229,7 +272,8 @@ def _requested_users(iam, settings: Settings, names) -> list[tuple[str, dict | N
             continue
         except ClientError as error:
             if error.response["Error"]["Code"] != "AccessDenied":
-                raise
+                unreadable.append({"user": name, "reason": _unreadable_reason(error)})
+                continue
             # This function may read only users under UserPath: any other name is denied, existing or not.
             problems.append(f"no user named {name} under the managed path {settings.user_path}")
             continue

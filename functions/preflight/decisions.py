@@ -107,11 +107,17 @@ class Decision:
     verify_key_id: str | None = None
     # Advance notices for the key's owner: what will happen within the notice window, and when.
     notices: list[str] = field(default_factory=list)
+    grant_consumer: bool = False  # write the consumer's resource policy on the secret (ConsumerPrincipalArn)
 
     @property
     def has_actions(self) -> bool:
         return bool(
-            self.rotate or self.deactivate_key_id or self.delete_key_id or self.record_inactive or self.forget_inactive
+            self.rotate
+            or self.deactivate_key_id
+            or self.delete_key_id
+            or self.record_inactive
+            or self.forget_inactive
+            or self.grant_consumer
         )
 
 

@@ -13,9 +13,9 @@ import decisions
 # Step Functions caps a Fail state's cause at 32,768 characters.
 MAX_CAUSE_CHARS = 32_000
 
-_DONE = {"rotate": "rotated", "retire": "retired", "record": "noted"}
-_PLANNED = {"rotate": "would-rotate", "retire": "would-retire", "record": "would-note"}
-_NEWSWORTHY = {"rotated", "retired", "blocked", "failed", "would-rotate", "would-retire"}
+_DONE = {"rotate": "rotated", "retire": "retired", "record": "noted", "grant": "granted"}
+_PLANNED = {"rotate": "would-rotate", "retire": "would-retire", "record": "would-note", "grant": "would-grant"}
+_NEWSWORTHY = {"rotated", "retired", "blocked", "failed", "granted", "would-rotate", "would-retire", "would-grant"}
 
 
 def plan_item(decision: decisions.Decision, secret_name: str, key_ids: list[str]) -> dict:
@@ -58,6 +58,7 @@ def build(event: dict, settings) -> dict:
         else:
             users.append(_success_entry(item, result, settings))
     users += [_entry(b, "blocked", b["reason"]) for b in plan.get("blocked", [])]
+    users += [_entry(u, "failed", u["reason"]) for u in plan.get("unreadable", [])]
 
     counts = {name: sum(u["outcome"] == name for u in users) for name in ("rotated", "retired", "blocked", "failed")}
     summary = {
@@ -150,10 +151,18 @@ def _failure_entry(item: dict, result: dict | None) -> dict:
                 f". The new key {key_id} was created but neither stored nor deleted, and no one has its secret: "
                 f"delete it (aws iam delete-access-key --user-name {item['user']} --access-key-id {key_id})"
             )
-        if result.get("unchecked"):
+        if result.get("unchecked") and result.get("newKeyId"):
+            key_id = result["newKeyId"]
             detail += (
-                ". The cleanup could not check for a key created but not stored: compare the user's keys with "
-                "its secret and delete any key the secret does not hold and no consumer has"
+                f". The cleanup could not check whether the secret holds the new key {key_id} "
+                f"({result.get('checkError')}): if secret {item['secretName']} does not hold it, no one has its "
+                f"secret: delete it (aws iam delete-access-key --user-name {item['user']} --access-key-id {key_id})"
+            )
+        elif result.get("unchecked"):
+            detail += (
+                f". The cleanup could not check for a key created but not stored ({result.get('checkError')}): "
+                "compare the user's keys with its secret and delete any key the secret does not hold and no "
+                "consumer has"
             )
     return _entry(item, "failed", f"planned: {item['reason']}; failed: {detail}")
 
