@@ -379,7 +379,7 @@ def test_a_run_that_starts_while_another_runs_changes_nothing(emulate, second):
     assert "run run-001 (started " in output_b["reason"] and "is still running" in output_b["reason"]
     assert "so this run changed nothing" in output_b["reason"]
     entered_b = [e["stateEnteredEventDetails"]["name"] for e in history_b if "stateEnteredEventDetails" in e]
-    assert entered_b == ["Plan the run", "Another run is in progress"]
+    assert entered_b == ["Plan the run", "Read why the run is skipped", "Another run is in progress"]
     assert not [s for s in aws.issued_secrets if s in b["output"]]
 
     assert (a.status, outcomes(a)) == ("SUCCEEDED", {"app": "rotated"})  # no other run was running: A proceeded
@@ -396,13 +396,6 @@ def test_a_run_that_starts_while_another_runs_changes_nothing(emulate, second):
     assert outcomes(again) == {} and keys("app") == {old: "Active", new: "Active"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'Another run is in progress' copies the Lambda error's raw Cause into the output: reason is the JSON "
-    '{"errorType":"RunInProgress","errorMessage":"run ..."} (on AWS also with requestId and stackTrace), not the '
-    "sentence; 'Explain rejected input' unwraps it with States.StringToJson, this state does not "
-    "(statemachine/rotation.asl.json).",
-)
 def test_a_skipped_run_gives_its_reason_as_a_sentence(emulate):
     aws = emulate(account_with(("app", [key(95, in_secret=True)])))
 
