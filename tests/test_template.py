@@ -412,3 +412,40 @@ def test_defaults_and_sensible_overrides_are_accepted(cfn):
 def test_bad_override_is_rejected_naming_the_parameter(cfn, name, value):
     with pytest.raises(TemplateError, match=re.escape(name)):
         parameter_values(cfn, {name: value})
+
+
+# --- 8. operations -------------------------------------------------------------------------------------------
+
+
+def test_no_run_hangs_forever(asl):
+    # A hung run would make every later run skip itself (single flight): the timeout ends it, and the alarm fires.
+    assert 0 < asl["TimeoutSeconds"] <= 3 * 3600
+
+
+def test_failed_timed_out_and_aborted_runs_raise_the_alarm_to_the_topic():
+    resources, resolver = stack.resolve({"AlarmEmail": "oncall@example.com"})
+    alarm = resolver.resolve(resources["RunFailedAlarm"]["Properties"])
+    watched = {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert watched == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
+    for metric in alarm["Metrics"]:
+        if "MetricStat" in metric:
+            assert metric["MetricStat"]["Metric"]["Dimensions"] == [
+                {"Name": "StateMachineArn", "Value": resolver.physical["RotationStateMachine"]["Ref"]}
+            ]
+    (expression,) = [m["Expression"] for m in alarm["Metrics"] if m.get("ReturnData", True)]
+    assert set(re.findall(r"\w+", expression)) == {m["Id"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    assert alarm["AlarmActions"] == [resolver.physical["AlarmTopic"]["Ref"]]
+    topic = resolver.resolve(resources["AlarmTopic"]["Properties"])
+    assert topic["Subscription"] == [{"Protocol": "email", "Endpoint": "oncall@example.com"}]
+
+
+def test_every_log_group_keeps_logs_for_the_retention_parameter():
+    resources, resolver = stack.resolve({"LogRetentionDays": "30"})
+    groups = {k: resolver.resolve(r["Properties"]) for k, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert set(groups) == {"PreflightLogGroup", "KeyCheckLogGroup", "StateMachineLogGroup"}
+    assert all(g["RetentionInDays"] == "30" for g in groups.values())
+    functions = {k: resolver.resolve(r["Properties"]) for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    assert {f["LoggingConfig"]["LogGroup"] for f in functions.values()} == {
+        resolver.physical["PreflightLogGroup"]["Ref"], resolver.physical["KeyCheckLogGroup"]["Ref"]
+    }
