@@ -9,7 +9,9 @@ For each row of MATRIX (an operation, and an account in which the run really mak
  (c) then the fault clears and the same input runs again: it converges on the end state of a run that never
      met the fault.
 And for each per-user operation, (b) for the middle one of three users only: the other two complete, and
-the run reports the one that failed and ends FAILED.
+the run reports the one that failed and ends FAILED. Two calls happen only after another fault and get their
+own tests at the end: the cleanup's DeleteAccessKey after a failed store, and the reconcile phase failing
+after a store that truly failed (the one case that legitimately leaves a key unstored, and names it).
 
 Every fault is armed only while an execution runs (``runs_only``), so the test's own reads of the account
 never consume or trip it, and every test checks the fault fired as often as it should before it trusts the
@@ -33,7 +35,7 @@ import boto3
 import botocore.session
 import decisions
 import pytest
-from test_rotation_workflow import START, account_with, assert_sound, emulate, key, outcomes  # noqa: F401 (fixture)
+from test_rotation_workflow import MANAGED, START, account_with, assert_sound, emulate, key, outcomes  # noqa: F401 (fixture)
 
 from emulator import account, stack
 from emulator.faithful_moto import SERVICE_ERROR_NAMES
@@ -74,13 +76,15 @@ def load_translate_and_parse_once():
 
 # --- the table -----------------------------------------------------------------------------------------------
 
-# Accounts, as one user's keys: each makes the run call a different set of operations.
+OWNER = "keys-owner@example.com"
+# Accounts, as one user's keys (and tags): each makes the run call a different set of operations.
 SETUPS = {
     "due": [key(95, in_secret=True)],  # rotation: create a key, store it (PutSecretValue)
     "due, no secret": [key(120)],  # first rotation: create a key, CreateSecret
     "retiring": [key(7, in_secret=True), key(97)],  # install window over: prove the stored key, deactivate the older, tag it
     "deleting": [key(14, in_secret=True), key(120, "Inactive", inactive_days_ago=7)],  # recovery over: check, delete, untag
     "ungranted": [key(10, in_secret=True)],  # with GRANTING: the plan reads the secret's policy, the run grants
+    "due, owned": ([key(95, in_secret=True)], {"KeyOwnerEmail": OWNER}),  # the rotation is also emailed to its owner
 }
 GRANTING = (("ConsumerPrincipalArn", "arn:aws:iam::123456789012:role/consumer"),)  # template parameters
 
@@ -108,7 +112,8 @@ class Row:
     persistent: str  # error code of the failure that lasts the run
     setup: str  # key of SETUPS
     stage: str  # what a lasting failure ends: "plan" (the run, before any user), "read" (the user, planned from
-    #             what could not be read: nothing changed), "user" (the user, mid-way), "email" or "report"
+    #             what could not be read: nothing changed), "user" (the user, mid-way), "email", "report" or
+    #             "owner email"
     state: str | None  # the Task whose Retry retries it; None: boto3's retries inside the Lambda
     run: str = "scheduled"  # or "on-demand": the input names the users
     when: object = None  # which calls of the operation fail, e.g. one Lambda phase
@@ -118,6 +123,7 @@ class Row:
 
 
 phase = lambda name: lambda_event(phase=name)  # noqa: E731
+to = lambda address: lambda *args, **kwargs: address in json.dumps([args, kwargs], default=str)  # noqa: E731
 
 # fmt: off
 MATRIX = [
@@ -135,6 +141,7 @@ MATRIX = [
     Row("PutSecretValue",        "secretsmanager", "put_secret_value",    "InternalServiceError",      "InternalServiceError",     "due",            "user",   "Store new key in secret"),
     Row("CreateSecret",          "secretsmanager", "create_secret",       "InternalServiceError",      "InternalServiceError",     "due, no secret", "user",   "Create secret with new key"),
     Row("SendEmail",             "ses",            "send_email",          "Throttling",                "Throttling",               "due",            "email",  "Email the report"),
+    Row("SendEmail:owner",       "ses",            "send_email",          "Throttling",                "Throttling",               "due, owned",     "owner email", "Email the owner", when=to(OWNER)),
     Row("Invoke:plan",           "lambda",         "invoke",              "ServiceException",          "ServiceException",         "due",            "plan",   "Plan the run", when=phase("plan")),
     Row("Invoke:key-status",     "lambda",         "invoke",              "TooManyRequestsException",  "ServiceException",         "deleting",       "user",   "Check the key is still inactive", when=phase("key-status")),
     Row("Invoke:reconcile",      "lambda",         "invoke",              "ServiceException",          "TooManyRequestsException", "due",            "user",   "Look for unstored keys", when=phase("reconcile"), also=STORE_LOSES_RESPONSE),
@@ -224,7 +231,8 @@ def task_backoff_caps(row: Row, error: str, failures: int, also) -> list[float]:
 
 
 def fixture(row: Row, users=("app",)) -> dict:
-    return account_with(*[(u, SETUPS[row.setup]) for u in users])
+    keys, tags = SETUPS[row.setup] if isinstance(SETUPS[row.setup], tuple) else (SETUPS[row.setup], {})
+    return account_with(*[(u, keys, {**MANAGED, **tags}, "/") for u in users])
 
 
 def start(aws: Emulator, row: Row, users=("app",)):
@@ -388,6 +396,11 @@ def test_a_lasting_failure_fails_the_run_safely_and_the_next_run_converges(emula
         assert "app: FAILED" in email.body
         if row.stage == "read":
             assert snapshot(aws) == expected.before
+    elif row.stage == "owner email":  # every change was made and reported; the owner was not told
+        assert run.error == "NotificationFailed"
+        assert [e.destinations for e in run.emails] == [["team@example.com", "owner@example.com"]]
+        assert f"The email to [\"{OWNER}\"] was not sent" in run.cause
+        assert snapshot(aws) == expected.after
     else:  # every user's changes were made; only the email, or the report and so the email, is missing
         assert run.error == {"email": "NotificationFailed", "report": "ReportFailed"}[row.stage]
         assert run.emails == []
@@ -425,6 +438,32 @@ def test_a_lasting_failure_of_the_middle_user_ends_only_that_user(emulate, row):
     assert end["alice"] == end["carol"] == expected.after["app"]
     if row.stage == "read":
         assert end["bob"] == expected.before["app"]
+
+
+# --- the cleanup's own DeleteAccessKey ---------------------------------------------------------------------
+
+
+def test_a_transient_failure_of_the_cleanup_delete_is_retried_and_the_unstored_key_is_gone(emulate):
+    # "Delete unstored key" runs only after a store that failed for good, so its run fails whatever the delete
+    # does; one failure of the delete must still not leave the key behind. (When the delete fails for the whole
+    # run, the email gives the command: test_rotation_workflow's ..._neither_stored_nor_deleted_... test.)
+    aws = emulate(account_with(("app", [key(95, in_secret=True)])))
+    before = snapshot(aws)
+
+    with failing("secretsmanager", "put_secret_value", "InternalServiceError", runs_only=True) as store, failing(
+        "iam", "delete_access_key", "Throttling", times=1, runs_only=True
+    ) as delete:
+        run = aws.scheduled_run()
+
+    assert (store.failures, delete.failures, delete.calls) == (7, 1, 2)
+    assert snapshot(aws) == before
+    assert (run.status, run.error) == ("FAILED", "RotationFailed")
+    assert "was not stored, so it was deleted again" in run.cause
+    store_error = sfn_error("secretsmanager", "InternalServiceError")
+    caps = backoff_caps("Store new key in secret", store_error, 6) + backoff_caps(
+        "Delete unstored key", sfn_error("iam", "Throttling"), 1
+    )
+    assert_bounded(run.retry_delays, caps)
 
 
 # --- a new key the cleanup cannot check ----------------------------------------------------------------------
