@@ -85,7 +85,7 @@ def test_json_is_one_document_with_the_runs_keys_secrets_emails_and_checks(capsy
     (new_key,) = set(after) - set(before)
     stages = {v["keyId"]: v["stages"] for v in first["secretVersions"]["ci-deployer"]}
     assert stages == {new_key: ["AWSCURRENT"], next(iter(before)): ["AWSPREVIOUS"]}
-    (email,) = first["emails"]
+    (email,) = [e for e in first["emails"] if e["recipients"] == ["platform-team@example.com"]]
     assert email["subject"] == "IAM access key rotation 2026-01-05T06:00:00Z: 1 rotated, 1 blocked"
     assert email["recipients"] == ["platform-team@example.com"] and email["source"] == "key-rotation@example.com"
     assert "ci-deployer: ROTATED" in email["body"]
