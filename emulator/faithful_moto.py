@@ -12,13 +12,16 @@ Each patch fixes one measured difference (see ../shared/notes/emulator-facts.md)
   every user in one page, which would hide a caller that forgets to paginate;
 - STS GetCallerIdentity rejects a key that is not an Active key of an IAM user (InvalidClientTokenId), as AWS
   does; moto answers "user/moto" for any key. (The signature is not checked: a wrong secret still passes.)
-- boto3's own retries inside the Lambda (standard mode) record their backoff instead of sleeping.
+- boto3's own retries inside the Lambda (standard mode) record their backoff instead of sleeping;
+- the ASL is parsed once per definition, not per execution (~0.2 s each; a parsed program keeps no execution
+  state), and botocore's service models are loaded once, not for every new session's clients.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import importlib
 import json
 import logging
@@ -176,7 +179,16 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
             raise error
         return user.id, user.arn, user.account_id
 
+    import botocore.loaders
+    import botocore.session
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    _ORIGINALS.setdefault("parse", AmazonStateLanguageParser.__dict__["parse"].__func__)
+    _ORIGINALS.setdefault("create_loader", botocore.loaders.create_loader)
+
     patches = [
+        mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)),
+        mock.patch.object(botocore.session, "create_loader", _loader_once),
         mock.patch.object(ExponentialBackoff, "delay_amount", recorded_sdk_delay),
         mock.patch.object(STSBackend, "get_caller_identity", caller_identity_of_active_keys),
         mock.patch.object(ExecutionWorker, "start", start_synchronously),
@@ -200,6 +212,19 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
         stack.callback(interpreter_log.setLevel, interpreter_log.level)
         interpreter_log.setLevel(logging.CRITICAL)
         yield recorder
+
+
+_ORIGINALS: dict = {}  # moto's ASL parser and botocore's loader factory, before the caching patches
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_once(definition: str):
+    return _ORIGINALS["parse"](definition)
+
+
+@functools.lru_cache(maxsize=4)
+def _loader_once(search_path_string=None):
+    return _ORIGINALS["create_loader"](search_path_string)
 
 
 def _call_handler(code_dir: Path, handler_path: str, environment: dict, event: dict, timeout: int):

@@ -8,6 +8,7 @@ ASL file, and creates the Lambda function, the roles and the state machine in mo
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import re
@@ -45,7 +46,19 @@ class _NoManagedPolicies:
         return {}
 
 
+_translated: dict[tuple[str, str], dict] = {}
+
+
 def translate(template_path: Path = TEMPLATE) -> dict:
+    """template.yaml as CloudFormation receives it after the SAM transform (a fresh copy; translated once per
+    template text, since a translation takes ~0.2 s and every emulated account needs one)."""
+    key = (str(template_path), Path(template_path).read_text())
+    if key not in _translated:
+        _translated[key] = _translate(template_path)
+    return copy.deepcopy(_translated[key])
+
+
+def _translate(template_path: Path) -> dict:
     """template.yaml as CloudFormation receives it after the SAM transform.
 
     The translator does not read local files, so local CodeUri, DefinitionUri and DefinitionS3Location are given

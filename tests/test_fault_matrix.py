@@ -23,13 +23,10 @@ user on create, lost responses, a key neither stored nor deleted) remain; this i
 from __future__ import annotations
 
 import contextlib
-import copy
-import functools
 import json
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
-from unittest import mock
 
 import boto3
 import botocore.session
@@ -37,41 +34,13 @@ import decisions
 import pytest
 from test_rotation_workflow import MANAGED, START, account_with, assert_sound, emulate, key, outcomes  # noqa: F401 (fixture)
 
-from emulator import account, stack
+from emulator import account
 from emulator.faithful_moto import SERVICE_ERROR_NAMES
 from emulator.faults import about_user, failing, lambda_event, lambda_function, sdk_backoff_recorded
 from emulator.runner import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 ASL = json.loads((ROOT / "statemachine" / "rotation.asl.json").read_text())
-
-
-@pytest.fixture(autouse=True, scope="module")
-def load_translate_and_parse_once():
-    """The matrix starts ~70 emulated accounts, and none of these depends on the account, so each is made once:
-    - template.yaml's translation (~0.2 s each);
-    - moto's parse of the ASL, for the state machine and for every execution (~0.2 s each; a parsed program
-      keeps no execution state);
-    - botocore's service models and endpoints (each account gets a new default boto3 session, whose loader
-      would read and decode the JSON files again for every client the account, its state machine and its
-      Lambdas make)."""
-    import botocore.loaders
-    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-
-    translated = {}
-    translate = stack.translate
-
-    def translate_once(template_path=stack.TEMPLATE):
-        cache_key = (str(template_path), Path(template_path).read_text())
-        if cache_key not in translated:
-            translated[cache_key] = translate(template_path)
-        return copy.deepcopy(translated[cache_key])
-
-    parse = AmazonStateLanguageParser.__dict__["parse"].__func__
-    with mock.patch.object(stack, "translate", translate_once), mock.patch.object(
-        AmazonStateLanguageParser, "parse", staticmethod(functools.lru_cache(maxsize=4)(parse))
-    ), mock.patch.object(botocore.session, "create_loader", functools.lru_cache(maxsize=4)(botocore.loaders.create_loader)):
-        yield
 
 
 # --- the table -----------------------------------------------------------------------------------------------
