@@ -603,3 +603,18 @@ def test_contradictory_windows_fail_the_run_with_advice_and_change_nothing(emula
     assert "MaxKeyAgeDays (10) must be greater than InstallWindowDays + RecoveryWindowDays" in run.cause
     assert "The run failed before any user was processed" in run.emails[0].body
 
+
+
+def test_the_functions_log_no_secret(emulate, caplog):
+    # What the Lambda functions log goes to CloudWatch Logs: key ids and decisions, never a secret key. A full
+    # lifecycle (rotate, prove the stored key, deactivate, delete) at INFO, the level the functions log at.
+    caplog.set_level("INFO")
+    aws = emulate(account_with(("app", [key(95, in_secret=True)])))
+    runs = [aws.scheduled_run()]
+    for _ in range(2):
+        aws.advance(7)
+        runs.append(aws.scheduled_run())
+
+    assert [outcomes(r) for r in runs] == [{"app": "rotated"}, {"app": "retired"}, {"app": "retired"}]
+    assert "authenticates as" in caplog.text  # the key check ran and logged
+    assert aws.issued_secrets and not any(secret in caplog.text for secret in aws.issued_secrets)
