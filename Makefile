@@ -62,3 +62,7 @@ $(CHECKOV_READY): requirements-checkov.lock
 .PHONY: diagram
 diagram: $(READY) ## redraw the state machine's Mermaid diagram in README.md from statemachine/rotation.asl.json
 	$(BIN)/python -m emulator diagram --write README.md
+
+.PHONY: bench
+bench: $(READY) ## benchmark one scheduled run for 100, 1,000 and 10,000 users (BENCH_ARGS="--fleets 100,1000 --json")
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
