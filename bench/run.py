@@ -471,6 +471,7 @@ class RunFigures:
     error: str | None
     cause: str | None
     managed_users: int
+    planned: bool  # the plan phase returned a plan
     acted_users: int
     deferred_users: int  # had something to do, left for a later run (a per-run cap)
     seconds_seeding: float
@@ -529,7 +530,7 @@ def figures(
     planned = {item["user"] for item in plan.get("actions", [])}
     for name, outcome in (expected or {}).items():
         if outcome in ("rotate", "retire") and name not in planned and user_class.get(name) == "untouched":
-            user_class[name] = "deferred"
+            user_class[name] = "deferred" if plan else "not acted on (no plan)"
 
     calls_of: dict[str, list[ApiCall]] = defaultdict(list)
     run_calls: list[ApiCall] = []
@@ -603,6 +604,7 @@ def figures(
         error=measured.error,
         cause=(measured.cause or "")[:300] or None,
         managed_users=int(plan.get("managedUsers", len(user_names))),
+        planned=bool(plan),
         acted_users=len(acted),
         deferred_users=int(plan.get("deferredUsers", 0)) + sum(1 for item in plan.get("actions", []) if item["user"] not in acted),
         seconds_seeding=0.0,
@@ -876,7 +878,12 @@ def print_fleet(result: dict, latency: float) -> None:
             f"(timeout {f.timeout_seconds} s per invocation){over}, {f.memory_mb} MB, {f.gb_seconds:.2f} GB-s"
         )
     cap = result.get("cap")
-    if cap:
+    if cap and not run.planned:
+        print(
+            f"  MaxUsersPerRun={cap['max_users_per_run']}: the run acted on no user, as no plan came back; a first "
+            f"install of 10,000 users all due needs {cap['runs_for_all_due_first_install_of_10000']} runs at this cap"
+        )
+    elif cap:
         print(
             f"  MaxUsersPerRun={cap['max_users_per_run']}: this run acted on {cap['acted_users']:,} of "
             f"{cap['actionable_users']:,} users with something to do; a first install of 10,000 users all due "
