@@ -649,13 +649,16 @@ def _price_per_gb_second(functions: dict[str, dict]) -> float:
     return PRICE_PER_GB_SECOND_ARM64 if arches == {"arm64"} else PRICE_PER_GB_SECOND_X86
 
 
-def project_cost(run: RunFigures, fleet: int, max_key_age_days: int, functions: dict[str, dict]) -> dict:
+def project_cost(
+    run: RunFigures, fleet: int, max_key_age_days: int, functions: dict[str, dict], plan_run: RunFigures | None = None,
+    plan_fleet: int | None = None,
+) -> dict:
     """Per 1,000 rotations, and per month for PROJECTED_USERS users checked daily, from one measured run.
 
     A rotation's lifecycle is three actions in three runs: the rotation, the previous key's deactivation after
     the install window, its deletion after the recovery window. At steady state each happens
     users / MaxKeyAgeDays times a day. Every user is read by the plan every day: its Lambda time scales with
-    the managed users (linearly from this fleet)."""
+    the managed users, linearly from ``plan_run`` (of ``plan_fleet`` users; by default this run)."""
     gb_price = _price_per_gb_second(functions)
     lifecycle = {"rotated": "rotation", "retired (deactivated)": "deactivation", "retired (deleted)": "deletion"}
     missing = [name for cls, name in lifecycle.items() if cls not in run.classes]
@@ -671,8 +674,9 @@ def project_cost(run: RunFigures, fleet: int, max_key_age_days: int, functions: 
     }
     per_1000["total_usd"] = per_1000["step_functions_usd"] + per_1000["lambda_usd"]
 
-    scale = PROJECTED_USERS / fleet
-    per_run = [f for f in run.lambdas if f.phase in ("plan", "report")]
+    plan_run, plan_fleet = plan_run or run, plan_fleet or fleet
+    scale = PROJECTED_USERS / plan_fleet
+    per_run = [f for f in plan_run.lambdas if f.phase == "plan"] + [f for f in run.lambdas if f.phase == "report"]
     plan_gb_s = sum(f.gb_seconds * (scale if f.phase == "plan" else 1) for f in per_run)
     plan_requests = sum(f.invocations for f in per_run)
     rotations_per_day = PROJECTED_USERS / max_key_age_days
@@ -686,7 +690,7 @@ def project_cost(run: RunFigures, fleet: int, max_key_age_days: int, functions: 
         + PROJECTED_USERS * _per_user_calls(run, "untouched", "secretsmanager:")
         + rotations_per_day * sum(_per_user_calls(run, cls, "secretsmanager:") - _per_user_calls(run, "untouched", "secretsmanager:") for cls in lifecycle if cls in run.classes)
     )
-    plan_projection = next((f for f in run.lambdas if f.phase == "plan"), None)
+    plan_projection = next((f for f in plan_run.lambdas if f.phase == "plan"), None)
     return {
         "per_1000_rotations": per_1000,
         "per_month": {
@@ -704,6 +708,7 @@ def project_cost(run: RunFigures, fleet: int, max_key_age_days: int, functions: 
             "plan_seconds_projected": plan_projection.projected_seconds * scale if plan_projection else None,
             "plan_timeout_seconds": plan_projection.timeout_seconds if plan_projection else None,
             "measured_on_fleet": fleet,
+            "plan_measured_on_fleet": plan_fleet,
         },
     }
 
@@ -892,11 +897,14 @@ def print_fleet(result: dict, latency: float) -> None:
         )
 
 
-def print_cost(result: dict, largest: dict) -> None:
+def print_cost(result: dict) -> None:
     cost = result["cost"]
     p, m = cost["per_1000_rotations"], cost["per_month"]
-    plan = largest["cost"]["per_month"]  # the plan phase's projection: from the largest fleet, failed or not
-    print(f"\n=== Projected cost (from the {m['measured_on_fleet']:,}-user run) ===")
+    plan = m
+    print(
+        f"\n=== Projected cost (per-user steps from the {m['measured_on_fleet']:,}-user run, the plan phase from the "
+        f"{m['plan_measured_on_fleet']:,}-user run) ==="
+    )
     print(
         "  Assumed list prices, us-east-1: Step Functions Standard $0.025 per 1,000 state transitions; Lambda arm64 "
         "$0.0000133334 per GB-second and $0.20 per 1M requests; Secrets Manager $0.40 per secret-month and $0.05 "
@@ -923,7 +931,7 @@ def print_cost(result: dict, largest: dict) -> None:
     if plan["plan_seconds_projected"] is not None:
         verdict = "over" if plan["plan_seconds_projected"] > plan["plan_timeout_seconds"] else "within"
         print(
-            f"  the plan phase for {plan['users']:,} users (from the {plan['measured_on_fleet']:,}-user run): "
+            f"  the plan phase for {plan['users']:,} users: "
             f"~{plan['plan_seconds_projected']:,.0f} s projected on AWS, {verdict} the function's "
             f"{plan['plan_timeout_seconds']} s timeout"
         )
@@ -997,7 +1005,12 @@ def main(argv: list[str] | None = None) -> int:
     # The cost is projected from the largest fleet whose run succeeded and measured every lifecycle step.
     complete = [r for r in results if r["run"].status == "SUCCEEDED" and not r["cost"]["per_1000_rotations"]["missing_steps"]]
     basis = complete[-1] if complete else results[-1]
-    print_cost(basis, results[-1])
+    largest = results[-1]
+    basis = {**basis, "cost": project_cost(
+        basis["run"], basis["fleet"], int(basis["run"].parameters["MaxKeyAgeDays"]), basis["functions"],
+        plan_run=largest["run"], plan_fleet=largest["fleet"],
+    )}
+    print_cost(basis)
     if "comparison" in results[0]:
         print_comparison(results[0]["comparison"], basis["cost"]["per_1000_rotations"]["transitions"] / 1000)
     return 0
