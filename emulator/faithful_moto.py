@@ -6,7 +6,8 @@ Each patch fixes one measured difference (see ../shared/notes/emulator-facts.md)
   model, ``Iam.IamException`` for one outside it (IAM's Throttling and AccessDenied among them);
 - SDK results and ``$$.Execution.StartTime`` reach the state machine as ISO strings, not datetimes;
 - ``lambda:invoke`` runs the real handler from its code directory, with the function's environment;
-- IAM key creation dates and execution start times come from a settable clock, so runs can move in time;
+- IAM key creation dates, execution start times (as listed too) and states' entered times come from a
+  settable clock, so runs can move in time and their times agree with IAM's;
 - boto3 clients inside the interpreter are reused (an SDK task drops from ~13 ms to ~3 ms);
 - IAM ListUsers returns pages of at most MaxItems (default 100) with a Marker, as AWS does; moto returns
   every user in one page, which would hide a caller that forgets to paginate;
@@ -28,6 +29,7 @@ import logging
 import os
 import sys
 import time
+import types
 from pathlib import Path
 from unittest import mock
 
@@ -186,7 +188,27 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
     _ORIGINALS.setdefault("parse", AmazonStateLanguageParser.__dict__["parse"].__func__)
     _ORIGINALS.setdefault("create_loader", botocore.loaders.create_loader)
 
+    from moto.stepfunctions import parser as sfn_parser
+    from moto.stepfunctions.parser import models as sfn_models
+    from moto.stepfunctions.parser.asl.component.state import state as state_module
+
+    class ClockDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return clock.now.astimezone(tz or dt.timezone.utc)
+
+    original_start_execution = sfn_models.StepFunctionsParserBackend.start_execution
+
+    def start_execution_a_tick_later(backend, *args, **kwargs):
+        # The clock stands still during a run; each start moves it 1 ms so executions' start times order them,
+        # as real start times do (single flight compares them).
+        clock.now += dt.timedelta(milliseconds=1)
+        return original_start_execution(backend, *args, **kwargs)
+
     patches = [
+        mock.patch.object(sfn_models.StepFunctionsParserBackend, "start_execution", start_execution_a_tick_later),
+        mock.patch.object(state_module, "datetime", types.SimpleNamespace(datetime=ClockDatetime, timezone=dt.timezone)),
+        mock.patch.object(sfn_models, "datetime", types.SimpleNamespace(datetime=ClockDatetime, timezone=dt.timezone)),
         mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)),
         mock.patch.object(botocore.session, "create_loader", _loader_once),
         mock.patch.object(ExponentialBackoff, "delay_amount", recorded_sdk_delay),

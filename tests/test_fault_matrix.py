@@ -249,7 +249,7 @@ def snapshot(aws: Emulator) -> dict:
     for user in aws.users:
         keys = account.keys_of(user)
         tags = account.tags_of(user)
-        born = {k.id: k.created.astimezone(timezone.utc).isoformat() for k in keys}
+        born = {k.id: k.created.astimezone(timezone.utc).replace(microsecond=0).isoformat() for k in keys}  # runs start 1 ms apart
         state[user] = {
             "keys": sorted((born[k.id], k.status, tags.get(decisions.inactive_since_tag(k.id))) for k in keys),
             "secret": {
@@ -368,7 +368,7 @@ def test_a_lasting_failure_fails_the_run_safely_and_the_next_run_converges(emula
     elif row.stage == "owner email":  # every change was made and reported; the owner was not told
         assert run.error == "NotificationFailed"
         assert [e.destinations for e in run.emails] == [["team@example.com", "owner@example.com"]]
-        assert f"The email to [\"{OWNER}\"] was not sent" in run.cause
+        assert "An owner email was not sent" in run.cause and f'"to":["{OWNER}"]' in run.cause
         assert snapshot(aws) == expected.after
     else:  # every user's changes were made; only the email, or the report and so the email, is missing
         assert run.error == {"email": "NotificationFailed", "report": "ReportFailed"}[row.stage]

@@ -167,21 +167,26 @@ def test_the_key_policy_names_every_principal_that_may_decrypt():
         principal
         for s in policy["Statement"]
         if any(fnmatchcase("kms:Decrypt", a) for a in as_list(s["Action"]))
-        for principal in as_list(s["Principal"]["AWS"])
+        for principal in as_list(s["Principal"].get("AWS", s["Principal"].get("Service")))
     }
-    assert decrypters == {role_arn("RotationRole"), role_arn("KeyCheckFunctionRole"), CONSUMER, *READERS}
+    assert decrypters == {
+        role_arn("RotationRole"), role_arn("KeyCheckFunctionRole"), CONSUMER, *READERS,
+        "delivery.logs.amazonaws.com",  # CloudWatch log delivery of the state machine's ERROR logs (no execution data)
+    }
     for statement in policy["Statement"]:
         if any(fnmatchcase("kms:Decrypt", a) for a in as_list(statement["Action"])):
-            # every decrypt is bound to this state machine's history or to the rotation secrets
+            # every decrypt is bound to this state machine's history, the rotation secrets, or this account's logs
             context = json.dumps(statement["Condition"])
-            assert MACHINE_ARN in context or SECRETS_ARN in context, statement
-    root = [s for s in policy["Statement"] if s["Principal"]["AWS"] == f"arn:aws:iam::{ACCOUNT}:root"]
-    assert root and not any(fnmatchcase("kms:Decrypt", a) for s in root for a in as_list(s["Action"]))
+            assert MACHINE_ARN in context or SECRETS_ARN in context or statement["Principal"].get("Service"), statement
+    root = [s for s in policy["Statement"] if s["Principal"].get("AWS") == f"arn:aws:iam::{ACCOUNT}:root"]
+    root_actions = [a for s in root for a in as_list(s["Action"])]
+    # The account administers the key but cannot decrypt, nor grant itself decryption by a grant.
+    assert root_actions and not any(fnmatchcase(a, p) or fnmatchcase(p, a) for p in root_actions for a in ("kms:Decrypt", "kms:CreateGrant"))
 
 
 def test_without_readers_or_consumer_only_the_workflow_decrypts():
     policy = deployed(DEFAULTS)["RotationKey"]["KeyPolicy"]
-    decrypters = {p for s in policy["Statement"] if "kms:Decrypt" in as_list(s["Action"]) for p in as_list(s["Principal"]["AWS"])}
+    decrypters = {p for s in policy["Statement"] if "kms:Decrypt" in as_list(s["Action"]) for p in as_list(s["Principal"].get("AWS", []))}
     assert decrypters == {f"arn:aws:iam::{ACCOUNT}:role/{STACK}-RotationRole", f"arn:aws:iam::{ACCOUNT}:role/{STACK}-KeyCheckFunctionRole"}
 
 

@@ -422,13 +422,16 @@ def test_no_run_hangs_forever(asl):
     assert 0 < asl["TimeoutSeconds"] <= 3 * 3600
 
 
-def test_failed_timed_out_and_aborted_runs_raise_the_alarm_to_the_topic():
+def test_failed_timed_out_aborted_and_unstarted_runs_raise_the_alarm_to_the_topic():
     resources, resolver = stack.resolve({"AlarmEmail": "oncall@example.com"})
     alarm = resolver.resolve(resources["RunFailedAlarm"]["Properties"])
     watched = {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
-    assert watched == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
+    assert watched == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted", "FailedInvocations"}
     for metric in alarm["Metrics"]:
-        if "MetricStat" in metric:
+        if "MetricStat" in metric and metric["MetricStat"]["Metric"]["Namespace"] == "AWS/Events":
+            # the schedule could not start a run (a KMS or IAM denial, throttling): no execution exists to fail
+            assert metric["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "RuleName", "Value": resolver.physical["RotationSchedule"]["Ref"]}]
+        elif "MetricStat" in metric:
             assert metric["MetricStat"]["Metric"]["Dimensions"] == [
                 {"Name": "StateMachineArn", "Value": resolver.physical["RotationStateMachine"]["Ref"]}
             ]

@@ -22,9 +22,14 @@ from botocore.exceptions import ClientError
 
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)
+# botocore logs response bodies at DEBUG, and GetSecretValue's body is the secret: never below WARNING here.
+logging.getLogger("botocore").setLevel(logging.WARNING)
+logging.getLogger("boto3").setLevel(logging.WARNING)
 
-# What STS answers for a key it does not (yet, or any longer) accept.
-REJECTED_KEY_CODES = {"InvalidClientTokenId", "SignatureDoesNotMatch", "AuthFailure", "UnrecognizedClientException"}
+# What STS answers for a key id it does not (yet, or any longer) accept. A known key id with the wrong secret is
+# SignatureDoesNotMatch: no wait fixes that.
+NOT_YET_ACCEPTED_CODES = {"InvalidClientTokenId"}
+WRONG_SECRET_CODES = {"SignatureDoesNotMatch", "IncompleteSignature"}
 
 
 # What to do about a secret that does not hold a usable key of its user.
@@ -55,7 +60,12 @@ def handler(event, context):
         arn = sts.get_caller_identity()["Arn"]
     except ClientError as error:
         code = error.response["Error"]["Code"]
-        if code in REJECTED_KEY_CODES:
+        if code in WRONG_SECRET_CODES:
+            raise StoredKeyUnusable(
+                f"secret {secret_name} holds key id {key_id} with a secret access key AWS does not accept ({code}): "
+                "someone wrote it by hand: " + FIX
+            ) from None
+        if code in NOT_YET_ACCEPTED_CODES:
             raise KeyNotYetAccepted(
                 f"AWS rejects key {key_id} that secret {secret_name} holds ({code}). A new key can take a few "
                 "seconds to be accepted; a deactivated or deleted key never is: re-activate it, or " + FIX

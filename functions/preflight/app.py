@@ -21,6 +21,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timezone
 
 import boto3
 from botocore.config import Config
@@ -39,6 +40,9 @@ InvalidConfiguration = decisions.InvalidConfiguration
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8})
 # Users read at once while planning: 10,000 users at ~3 calls each finish in minutes, not IAM's patience.
 READ_CONCURRENCY = 8
+# The plan travels in the execution's state (256 KiB): lists that grow with the account are cut here, and
+# counted in full.
+MAX_LISTED = 25
 
 
 class RunInProgress(Exception):
@@ -55,10 +59,11 @@ class Settings:
     dry_run: bool
     sender_email: str
     notification_emails: tuple[str, ...]
-    max_users_per_run: int = 250
+    max_users_per_run: int = 150
     parallel_users: int = 5
     consumer_principal_arn: str = ""
     owner_tag_key: str = ""
+    owner_email_domains: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
@@ -76,10 +81,11 @@ class Settings:
             dry_run=env.get("DRY_RUN", "false").lower() == "true",
             sender_email=env.get("SENDER_EMAIL", ""),
             notification_emails=tuple(e.strip() for e in env.get("NOTIFICATION_EMAILS", "").split(",") if e.strip()),
-            max_users_per_run=int(env.get("MAX_USERS_PER_RUN", "250")),
+            max_users_per_run=int(env.get("MAX_USERS_PER_RUN", "150")),
             parallel_users=int(env.get("PARALLEL_USERS", "5")),
             consumer_principal_arn=env.get("CONSUMER_PRINCIPAL_ARN", ""),
             owner_tag_key=env.get("OWNER_TAG_KEY", ""),
+            owner_email_domains=tuple(d.strip().lower() for d in env.get("OWNER_EMAIL_DOMAINS", "").split(",") if d.strip()),
         )
 
     def scope(self) -> str:
@@ -95,7 +101,9 @@ def handler(event, context):
     iam, secretsmanager = boto3.client("iam", config=AWS_CONFIG), boto3.client("secretsmanager", config=AWS_CONFIG)
     if phase == "plan":
         if event.get("stateMachine"):
-            ensure_single_flight(boto3.client("stepfunctions", config=AWS_CONFIG), event["stateMachine"], event["execution"])
+            ensure_single_flight(
+                boto3.client("stepfunctions", config=AWS_CONFIG), event["stateMachine"], event["execution"], event["startTime"]
+            )
         return plan_run(event, settings, iam, secretsmanager)
     if phase == "key-status":
         return {"status": _key_status(iam, event["user"], event["keyId"])}
@@ -112,7 +120,7 @@ def handler(event, context):
     raise InvalidInput(f"unknown phase {phase!r}: the event must hold a phase: plan, key-status, reconcile or report")
 
 
-def ensure_single_flight(stepfunctions, state_machine_arn: str, execution_arn: str) -> None:
+def ensure_single_flight(stepfunctions, state_machine_arn: str, execution_arn: str, start_time: str) -> None:
     """Raise RunInProgress when a run that started before this one is still running.
 
     Every run asks before it changes anything, and only the earliest running run goes on: of two overlapping
@@ -125,13 +133,12 @@ def ensure_single_flight(stepfunctions, state_machine_arn: str, execution_arn: s
         )
         for e in page["executions"]
     ]
-    mine = next((e for e in running if e["executionArn"] == execution_arn), None)
-    if mine is None:
-        return  # not listed yet (the list is eventually consistent): the earlier run sees this one instead
+    # This run's own start time, not its listing: ListExecutions is eventually consistent and may not list it yet.
+    mine = (decisions.parse_time(start_time), execution_arn)
     earlier = [
         e
         for e in running
-        if (e["startDate"], e["executionArn"]) < (mine["startDate"], mine["executionArn"])
+        if e["executionArn"] != execution_arn and (e["startDate"].astimezone(timezone.utc), e["executionArn"]) < mine
     ]
     if earlier:
         first = min(earlier, key=lambda e: e["startDate"])
@@ -167,7 +174,7 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
             name, keys, secret, request.time, settings.policy, force=request.force, obsolete_tags=obsolete_tags
         )
         if settings.consumer_principal_arn and decision.outcome != "blocked" and (
-            decision.rotate or (secret.exists and not _grants(secretsmanager, secret_name, settings.consumer_principal_arn))
+            (decision.rotate or secret.exists) and _needs_grant(secretsmanager, secret_name, settings.consumer_principal_arn)
         ):
             decision.grant_consumer = True
             if decision.outcome == "unchanged":
@@ -176,7 +183,7 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
         logger.info("user %s: %s (%s)", name, decision.outcome, decision.reason)
         owner = None
         if settings.owner_tag_key and (decision.outcome != "unchanged" or decision.notices or decision.has_actions):
-            owner = _owner(tags if tags is not None else _tags(iam, name), settings.owner_tag_key)
+            owner = _owner(tags if tags is not None else _tags(iam, name), settings)
         return decision, secret_name, keys, owner
 
     actions, blocked, notices, unchanged = [], [], [], 0
@@ -186,7 +193,7 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
                 continue
             decision, secret_name, keys, owner = decided
             owned = {"owner": owner} if owner else {}
-            if decision.notices:
+            if decision.notices and owner:  # notices are for owners only
                 notices.append({"user": decision.user, "notices": decision.notices, **owned})
             if decision.outcome == "blocked":  # a blocked user has no actions: it is left as it is
                 blocked.append({"user": decision.user, "reason": decision.reason, **owned})
@@ -210,23 +217,48 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
         "managedUsers": len(users),
         "unchangedUsers": unchanged,
         "actions": [item for _, item in actions[: settings.max_users_per_run]],
-        "blocked": blocked,
-        "unreadable": sorted(unreadable, key=lambda u: u["user"]),
-        "notices": notices,
+        "blocked": blocked[:MAX_LISTED],
+        "blockedUsers": len(blocked),
+        "unreadable": sorted(unreadable, key=lambda u: u["user"])[:MAX_LISTED],
+        "unreadableUsers": len(unreadable),
+        "notices": notices[:MAX_LISTED],
         "deferredUsers": len(deferred),
     }
 
 
-def _grants(secretsmanager, secret_name: str, principal: str) -> bool:
-    """Whether the secret's resource policy already names the consumer (the workflow writes it so)."""
-    policy = secretsmanager.get_resource_policy(SecretId=secret_name).get("ResourcePolicy") or ""
-    return json.dumps(principal) in policy or f'"{principal}"' in policy
+# The statement the workflow writes (statemachine/rotation.asl.json, "Consumer policy").
+CONSUMER_STATEMENT_SID = "ConsumerReadsTheKey"
 
 
-def _owner(tags: dict, owner_tag_key: str) -> str | None:
-    """The address in the user's owner tag, if it looks like one; owners get their users' news and notices."""
-    value = (tags or {}).get(owner_tag_key, "").strip()
-    return value if decisions.EMAIL_PATTERN.fullmatch(value) else None
+def _needs_grant(secretsmanager, secret_name: str, principal: str) -> bool:
+    """Whether the workflow should write the consumer's policy on this secret: when it has none, or has only the
+    workflow's own statement for another principal. A policy someone else wrote is never overwritten."""
+    try:
+        text = secretsmanager.get_resource_policy(SecretId=secret_name).get("ResourcePolicy")
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            return True  # the rotation creates the secret
+        raise
+    if not text:
+        return True
+    statements = json.loads(text).get("Statement", [])
+    statements = statements if isinstance(statements, list) else [statements]
+    if any(s.get("Sid") != CONSUMER_STATEMENT_SID for s in statements):
+        logger.info("secret %s has a resource policy the workflow did not write: left as it is", secret_name)
+        return False
+    return not any(s.get("Principal") == {"AWS": principal} and s.get("Effect") == "Allow" for s in statements)
+
+
+def _owner(tags: dict, settings: Settings) -> str | None:
+    """The address in the user's owner tag, if it is one (and in OwnerEmailDomains, when that is set)."""
+    value = (tags or {}).get(settings.owner_tag_key, "").strip()
+    if not decisions.EMAIL_PATTERN.fullmatch(value):
+        return None
+    domain = value.rsplit("@", 1)[1].lower()
+    if settings.owner_email_domains and domain not in settings.owner_email_domains:
+        logger.info("owner address %s is outside OwnerEmailDomains: not used", value)
+        return None
+    return value
 
 
 def _unreadable_reason(error: ClientError) -> str:

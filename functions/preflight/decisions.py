@@ -23,6 +23,17 @@ INACTIVE_SINCE_TAG_PREFIX = "key-rotation:inactive-since:"
 
 # IAM user names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_User.html
 USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
+# A key is created, deactivated or tagged seconds to minutes after its run's scheduled time; the run a whole
+# number of days later must still count it as that many days old, or every window would slip by a day.
+SCHEDULE_SLACK = timedelta(minutes=30)
+
+
+def _reached(age: timedelta, window: timedelta) -> bool:
+    return age + SCHEDULE_SLACK >= window
+
+
+# How far a given "time" may lie after the execution's start (clocks and scheduling differ by seconds).
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 EMAIL_PATTERN = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
 
 
@@ -218,7 +229,7 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
     if force and (current is None or current.created < now):
         # Only keys older than the run's time: the same forced input twice rotates once.
         rotate_reason = "rotation forced on demand"
-    elif current is not None and now - current.created >= policy.max_key_age:
+    elif current is not None and _reached(now - current.created, policy.max_key_age):
         rotate_reason = f"key {current.id} is {_days(now - current.created)} old; keys are rotated at {_days(policy.max_key_age)}"
     else:
         rotate_reason = None
@@ -283,7 +294,7 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
     current_age = now - current.created
     _add_notices(decision, current, active, now, policy, secret_healthy)
     notes = []
-    if current_age >= policy.install_window:
+    if _reached(current_age, policy.install_window):
         others = [k for k in active if k is not current]
         if others:
             decision.deactivate_key_id = others[0].id
@@ -293,9 +304,9 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
                 f"key {others[0].id} deactivated: the current key {current.id} is {_days(current_age)} old "
                 f"(install window {_days(policy.install_window)})"
             )
-    if current_age >= policy.install_window + policy.recovery_window:
+    if _reached(current_age, policy.install_window + policy.recovery_window):
         for k in inactive:
-            if k.inactive_since is not None and now - k.inactive_since >= policy.recovery_window:
+            if k.inactive_since is not None and _reached(now - k.inactive_since, policy.recovery_window):
                 decision.delete_key_id = k.id
                 decision.forget_inactive.append(k.id)
                 notes.append(f"Inactive key {k.id} deleted: inactive since {format_time(k.inactive_since)}")
@@ -310,13 +321,13 @@ def _add_notices(decision: Decision, current: Key, active: list[Key], now: datet
     """Owners hear in advance of a rotation, and of the deactivation of a key consumers may still use."""
     if not policy.notice_window:
         return
-    rotation = current.created + policy.max_key_age
+    rotation = current.created + policy.max_key_age - SCHEDULE_SLACK
     if now < rotation <= now + policy.notice_window:
         decision.notices.append(
             f"key {current.id} will be rotated on {format_time(rotation)[:10]} (in {_days(rotation - now)}): "
             "a new key will be stored in the secret, and this one stays Active for the install window"
         )
-    deactivation = current.created + policy.install_window
+    deactivation = current.created + policy.install_window - SCHEDULE_SLACK
     others = [k for k in active if k is not current]
     if healthy and others and now < deactivation <= now + policy.notice_window:
         decision.notices.append(
@@ -367,6 +378,14 @@ def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
         moment = parse_time(time_value)
     except (ValueError, TypeError):
         problems.append(f'"time" must be an ISO-8601 UTC time such as "2026-01-01T00:00:00Z", got {time_value!r}')
+    else:
+        started = parse_time(start_time) if start_time else None
+        if started and moment > started + MAX_CLOCK_SKEW:
+            # A future "time" would age every key at once: rotations, and deactivations inside the install window.
+            problems.append(
+                f'"time" {time_value} is after the run started ({format_time(started)}): a run cannot act in the '
+                "future; leave \"time\" out, or give the scheduled time"
+            )
 
     users = raw.get("users")
     if "users" in raw:

@@ -12,6 +12,13 @@ import decisions
 
 # Step Functions caps a Fail state's cause at 32,768 characters.
 MAX_CAUSE_CHARS = 32_000
+# Everything the report returns travels in the execution's state (256 KiB with the rest): the email tells at
+# most this many users' stories in full, the summary keeps details for the users a person must look at.
+MAX_DETAILED_USERS = 50
+MAX_DETAIL_CHARS = 600
+MAX_OWNER_EMAILS = 20
+MAX_OWNER_EMAIL_CHARS = 3_000
+MAX_FAILURE_CAUSE_CHARS = 8_000
 
 _DONE = {"rotate": "rotated", "retire": "retired", "record": "noted", "grant": "granted"}
 _PLANNED = {"rotate": "would-rotate", "retire": "would-retire", "record": "would-note", "grant": "would-grant"}
@@ -60,7 +67,12 @@ def build(event: dict, settings) -> dict:
     users += [_entry(b, "blocked", b["reason"]) for b in plan.get("blocked", [])]
     users += [_entry(u, "failed", u["reason"]) for u in plan.get("unreadable", [])]
 
-    counts = {name: sum(u["outcome"] == name for u in users) for name in ("rotated", "retired", "blocked", "failed")}
+    counts = {name: sum(u["outcome"] == name for u in users) for name in ("rotated", "retired", "granted", "blocked", "failed")}
+    # Users past the plan's list caps are counted, not listed.
+    counts["blocked"] += max(0, plan.get("blockedUsers", 0) - len(plan.get("blocked", [])))
+    counts["failed"] += max(0, plan.get("unreadableUsers", 0) - len(plan.get("unreadable", [])))
+    newsworthy = [u for u in users if u["outcome"] in _NEWSWORTHY]
+    detailed = {id(u) for u in _problems_first(newsworthy)[:MAX_DETAILED_USERS]}
     summary = {
         "time": plan.get("time") or _whole_seconds(event.get("startTime")),
         "dryRun": dry_run,
@@ -68,7 +80,7 @@ def build(event: dict, settings) -> dict:
         "unchangedUsers": plan.get("unchangedUsers", 0),
         "deferredUsers": plan.get("deferredUsers", 0),
         **counts,
-        "users": [u for u in users if u["outcome"] in _NEWSWORTHY],
+        "users": [_compact(u, detailed=id(u) in detailed) for u in newsworthy],
     }
     if run_error:
         summary["error"] = f"{run_error.get('Error')}: {_cause(run_error)}"
@@ -76,26 +88,47 @@ def build(event: dict, settings) -> dict:
     report = {
         "summary": summary,
         "failed": failed,
-        "failureCause": _failure_cause(summary) if failed else "",
+        "failureCause": _failure_cause(summary, newsworthy) if failed else "",
         "recipients": list(settings.notification_emails),
         "subject": _subject(summary),
-        "body": _body(summary, settings),
+        "body": _body(summary, newsworthy, settings),
+        "summaryText": _summary_text(summary),
     }
     report["notify"] = bool(
-        settings.sender_email and settings.notification_emails and (summary["users"] or run_error)
+        settings.sender_email and settings.notification_emails and (summary["users"] or run_error or counts["blocked"] or counts["failed"])
     )
-    report["ownerEmails"] = owner_emails(plan, summary, settings) if settings.sender_email else []
+    report["ownerEmails"] = owner_emails(plan, newsworthy, summary, settings) if settings.sender_email else []
     return report
 
 
-def owner_emails(plan: dict, summary: dict, settings) -> list[dict]:
+def _summary_text(summary: dict) -> str:
+    """The summary as JSON for a Fail state's cause: whole when it fits, else the counts alone."""
+    text = json.dumps(summary)
+    if len(text) <= MAX_FAILURE_CAUSE_CHARS:
+        return text
+    return json.dumps({k: v for k, v in summary.items() if k != "users"} | {"users": "see the execution history"})
+
+
+def _problems_first(entries: list[dict]) -> list[dict]:
+    return sorted(entries, key=lambda u: u["outcome"] not in ("failed", "blocked"))
+
+
+def _compact(entry: dict, detailed: bool) -> dict:
+    """A user in the summary: the story (cut short) for the first users, problems first; the outcome and new key
+    for the rest, so the summary stays small whatever the run's size."""
+    if detailed:
+        return {**entry, "detail": entry["detail"][:MAX_DETAIL_CHARS]}
+    return {k: v for k, v in entry.items() if k != "detail"}
+
+
+def owner_emails(plan: dict, newsworthy: list[dict], summary: dict, settings) -> list[dict]:
     """One email per key owner (the user's owner tag) with their users' news and advance notices only."""
     owners = {}
     for entry in plan.get("actions", []) + plan.get("blocked", []) + plan.get("notices", []):
         if entry.get("owner"):
             owners[entry["user"]] = entry["owner"]
     by_owner: dict[str, list[str]] = {}
-    for u in summary["users"]:
+    for u in newsworthy:
         if u["user"] in owners:
             by_owner.setdefault(owners[u["user"]], []).extend(user_paragraph(u) + [""])
     for n in plan.get("notices", []):
@@ -105,18 +138,21 @@ def owner_emails(plan: dict, summary: dict, settings) -> list[dict]:
             ]
             by_owner.setdefault(n["owner"], []).extend(lines + [""])
     prefix = "[dry run] " if summary["dryRun"] else ""
-    return [
-        {
-            "to": [owner],
-            "subject": f"{prefix}IAM access keys you own: news from the rotation of {summary['time']}",
-            "body": "\n".join(
-                [f"You are the owner (tag {settings.owner_tag_key}) of these IAM users' access keys.", ""]
-                + lines
-                + ["Keys are stored in Secrets Manager; this message never contains a secret."]
-            ),
-        }
-        for owner, lines in sorted(by_owner.items())
-    ]
+    emails = []
+    for owner, lines in sorted(by_owner.items())[:MAX_OWNER_EMAILS]:  # the rest hear on the next runs
+        text = "\n".join(lines)
+        if len(text) > MAX_OWNER_EMAIL_CHARS:
+            text = text[:MAX_OWNER_EMAIL_CHARS].rsplit("\n", 1)[0] + "\n(more: ask the team that runs the rotation)\n"
+        emails.append(
+            {
+                "to": [owner],
+                "subject": f"{prefix}IAM access keys you own: news from the rotation of {summary['time']}",
+                "body": f"You are the owner (tag {settings.owner_tag_key}) of these IAM users' access keys.\n\n"
+                + text
+                + "\nKeys are stored in Secrets Manager; this message never contains a secret.",
+            }
+        )
+    return emails
 
 
 def _entry(item: dict, outcome: str, detail: str) -> dict:
@@ -139,6 +175,12 @@ def _success_entry(item: dict, result: dict, settings) -> dict:
 def _failure_entry(item: dict, result: dict | None) -> dict:
     if result is None:
         detail = "no result: the user's steps did not run to the end"
+        if item.get("rotate"):
+            detail += (
+                f". A new key may have been created and not stored: if the user has a key other than "
+                f"{', '.join(item['keyIds']) or 'none'} that secret {item['secretName']} does not hold, delete it "
+                f"(aws iam list-access-keys --user-name {item['user']})"
+            )
     else:
         detail = f"{result.get('error')}: {_cause(result)}"
         cleanup = result.get("cleanup") or []
@@ -151,6 +193,8 @@ def _failure_entry(item: dict, result: dict | None) -> dict:
                 f". The new key {key_id} was created but neither stored nor deleted, and no one has its secret: "
                 f"delete it (aws iam delete-access-key --user-name {item['user']} --access-key-id {key_id})"
             )
+        if result.get("storedKeyId"):
+            detail += f". The new key {result['storedKeyId']} was stored in secret {item['secretName']} and is in use"
         if result.get("unchecked") and result.get("newKeyId"):
             key_id = result["newKeyId"]
             detail += (
@@ -182,14 +226,14 @@ def _cause(error: dict) -> str:
 
 
 def _subject(summary: dict) -> str:
-    parts = [f"{summary[k]} {k}" for k in ("rotated", "retired", "blocked", "failed") if summary[k]]
+    parts = [f"{summary[k]} {k}" for k in ("rotated", "retired", "granted", "blocked", "failed") if summary[k]]
     if summary.get("error"):
         parts.append("run failed")
     prefix = "[dry run] " if summary["dryRun"] else ""
     return f"{prefix}IAM access key rotation {summary['time']}: {', '.join(parts) or 'nothing to do'}"
 
 
-def _body(summary: dict, settings) -> str:
+def _body(summary: dict, newsworthy: list[dict], settings) -> str:
     lines = [
         f"IAM access key rotation run at {summary['time']}" + (" (dry run: nothing was changed)" if summary["dryRun"] else ""),
         f"Managed users: {summary['managedUsers']} ({settings.scope()}); unchanged: {summary['unchangedUsers']}.",
@@ -205,8 +249,13 @@ def _body(summary: dict, settings) -> str:
         lines += [f"The run failed: {summary['error']}. Users without a result are listed as failed.", ""]
     elif summary.get("error"):
         lines += [f"The run failed before any user was processed: {summary['error']}", ""]
-    for u in summary["users"]:
-        lines += user_paragraph(u) + [""]
+    for u in _problems_first(newsworthy)[:MAX_DETAILED_USERS]:
+        lines += user_paragraph({**u, "detail": u["detail"][:MAX_DETAIL_CHARS]}) + [""]
+    if len(newsworthy) > MAX_DETAILED_USERS:
+        lines += [f"... and {len(newsworthy) - MAX_DETAILED_USERS} more users: the execution's output lists them all.", ""]
+    hidden = summary["blocked"] + summary["failed"] - sum(u["outcome"] in ("blocked", "failed") for u in newsworthy)
+    if hidden:
+        lines += [f"{hidden} more blocked or failed users are not listed here: the next runs report them.", ""]
     lines += [
         "Keys are stored in Secrets Manager; this message never contains a secret.",
         "A key deactivated by mistake can be re-activated until it is deleted:",
@@ -218,12 +267,12 @@ def _body(summary: dict, settings) -> str:
 def user_paragraph(entry: dict, indent: str = "    ") -> list[str]:
     """One user's line in a report: the name and outcome, then what happened, wrapped for a mail reader."""
     detail = textwrap.wrap(
-        entry["detail"], width=76, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+        entry.get("detail") or (f"new key {entry['newKeyId']}" if entry.get("newKeyId") else ""), width=76, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
     )
     return [f"{entry['user']}: {entry['outcome'].upper()}", *detail]
 
 
-def _failure_cause(summary: dict) -> str:
-    failed = [f"{u['user']} ({u['detail']})" for u in summary["users"] if u["outcome"] == "failed"]
+def _failure_cause(summary: dict, newsworthy: list[dict]) -> str:
+    failed = [f"{u['user']} ({u['detail']})" for u in newsworthy if u["outcome"] == "failed"]
     head = summary.get("error") or f"{len(failed)} user(s) failed: " + "; ".join(failed)
-    return (head + " Summary: " + json.dumps(summary))[:MAX_CAUSE_CHARS]
+    return (head + " Summary: " + json.dumps(summary))[:MAX_FAILURE_CAUSE_CHARS]
