@@ -391,10 +391,8 @@ def call_user(call: ApiCall, secret_prefix: str) -> str | None:
     return None
 
 
-def find_report(events: list[dict]) -> dict | None:
-    """The run's summary as the report phase returned it (the last Lambda result with a ``summary``), found
-    even when the run failed after the report was built."""
-    found = None
+def _lambda_results(events: list[dict]):
+    """Every Lambda result (its Payload) recorded in the history, in order."""
     for e in events:
         details = e.get("taskSucceededEventDetails")
         if details and details.get("resourceType") == "lambda":
@@ -402,23 +400,20 @@ def find_report(events: list[dict]) -> dict | None:
                 payload = json.loads(details.get("output") or "{}").get("Payload")
             except (ValueError, AttributeError):
                 continue
-            if isinstance(payload, dict) and isinstance(payload.get("summary"), dict):
-                found = payload["summary"]
-    return found
+            if isinstance(payload, dict):
+                yield payload
+
+
+def find_report(events: list[dict]) -> dict | None:
+    """The run's summary as the report phase returned it (the last Lambda result with a ``summary``), found
+    even when the run failed after the report was built."""
+    summaries = [p["summary"] for p in _lambda_results(events) if isinstance(p.get("summary"), dict)]
+    return summaries[-1] if summaries else None
 
 
 def find_plan(events: list[dict]) -> dict | None:
     """The plan the pre-flight Lambda returned: the first Lambda result whose Payload holds ``actions``."""
-    for e in events:
-        details = e.get("taskSucceededEventDetails")
-        if details and details.get("resourceType") == "lambda":
-            try:
-                payload = json.loads(details.get("output") or "{}").get("Payload")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(payload, dict) and isinstance(payload.get("actions"), list):
-                return payload
-    return None
+    return next((p for p in _lambda_results(events) if isinstance(p.get("actions"), list)), None)
 
 
 def action_class(item: dict) -> str:
