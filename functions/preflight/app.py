@@ -25,7 +25,7 @@ from datetime import timezone
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 import decisions  # the Lambda runtime puts this directory on sys.path; the emulator and tests do too
 import report
@@ -161,7 +161,7 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
     def decide(user):
         try:
             return decide_one(user)
-        except ClientError as error:  # after boto3's retries: this user waits, the others go on
+        except (ClientError, BotoCoreError) as error:  # after boto3's retries: this user waits, the others go on
             unreadable.append({"user": user[0], "reason": _unreadable_reason(error)})
             return None
 
@@ -261,8 +261,11 @@ def _owner(tags: dict, settings: Settings) -> str | None:
     return value
 
 
-def _unreadable_reason(error: ClientError) -> str:
-    code, message = error.response["Error"].get("Code"), error.response["Error"].get("Message")
+def _unreadable_reason(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        code, message = error.response["Error"].get("Code"), error.response["Error"].get("Message")
+    else:  # a timeout or a broken connection
+        code, message = type(error).__name__, str(error)
     return (
         f"could not be read ({code}: {message}) even after retries, so nothing was changed for this user; "
         "the next run tries again"
