@@ -149,3 +149,19 @@ def test_contradictory_windows_are_refused_before_anything_is_read():
 
     assert (error, payload["errorType"]) == ("Unhandled", "InvalidConfiguration")
     assert "MaxKeyAgeDays (14) must be greater than InstallWindowDays + RecoveryWindowDays (7 + 7)" in payload["errorMessage"]
+
+
+def test_a_user_s_tags_are_read_once_even_when_only_its_owner_tag_needs_them():
+    # No scope tag: tags are read for a user with keys (inactive-since tags), and the owner comes from that read.
+    fixture = {
+        "start": "2026-01-05T06:00:00Z",
+        "parameters": {"UserTagKey": "", "SenderEmail": "rotation@example.com"},
+        "users": [{"name": "app", "tags": {"KeyOwnerEmail": "dev@example.com"}, "keys": [{"ageDays": 95, "inSecret": True}]}],
+    }
+    from moto.iam.models import IAMBackend
+
+    with Emulator(fixture) as aws, mock.patch.object(IAMBackend, "list_user_tags", autospec=True, side_effect=IAMBackend.list_user_tags) as reads:
+        plan, error = aws.invoke_preflight(event("preflight-plan-scheduled.json"))
+
+    assert error is None and by_user(plan)["app"]["owner"] == "dev@example.com"
+    assert reads.call_count == 1

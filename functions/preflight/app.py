@@ -108,7 +108,7 @@ def handler(event, context):
     if phase == "key-status":
         return {"status": _key_status(iam, event["user"], event["keyId"])}
     if phase == "reconcile":
-        keys, _ = _keys(iam, event["user"], {})
+        keys, _, _ = _keys(iam, event["user"], {})
         stored, unstored = decisions.keys_to_clean_up(
             set(event["knownKeyIds"]),
             keys,
@@ -167,7 +167,7 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
 
     def decide_one(user):
         name, tags = user
-        keys, obsolete_tags = _keys(iam, name, tags)
+        keys, obsolete_tags, tags = _keys(iam, name, tags)
         secret_name = settings.secret_name_prefix + name
         secret = _secret(secretsmanager, secret_name)
         decision = decisions.decide(
@@ -182,7 +182,7 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
                 decision.reason = f"{settings.consumer_principal_arn} gets read access to the secret (ConsumerPrincipalArn)"
         logger.info("user %s: %s (%s)", name, decision.outcome, decision.reason)
         owner = None
-        if settings.owner_tag_key and (decision.outcome != "unchanged" or decision.notices or decision.has_actions):
+        if settings.owner_tag_key and (decision.outcome != "unchanged" or decision.notices):
             owner = _owner(tags if tags is not None else _tags(iam, name), settings)
         return decision, secret_name, keys, owner
 
@@ -329,8 +329,9 @@ def _tags(iam, name: str) -> dict:
     return tags
 
 
-def _keys(iam, name: str, tags: dict | None) -> tuple[list[decisions.Key], tuple[str, ...]]:
-    """The user's keys, and the key ids whose inactive-since tag is obsolete (key re-activated or gone)."""
+def _keys(iam, name: str, tags: dict | None) -> tuple[list[decisions.Key], tuple[str, ...], dict | None]:
+    """The user's keys, the key ids whose inactive-since tag is obsolete (key re-activated or gone), and the
+    user's tags (read here if not given and the user has keys; None if never read)."""
     pages = iam.get_paginator("list_access_keys").paginate(UserName=name)
     metadata = [k for page in pages for k in page["AccessKeyMetadata"]]
     inactive_ids = {k["AccessKeyId"] for k in metadata if k["Status"] != "Active"}
@@ -346,11 +347,11 @@ def _keys(iam, name: str, tags: dict | None) -> tuple[list[decisions.Key], tuple
         )
         for k in metadata
     ]
-    return keys, tuple(sorted(set(inactive_since) - inactive_ids))
+    return keys, tuple(sorted(set(inactive_since) - inactive_ids)), tags
 
 
 def _key_status(iam, user: str, key_id: str) -> str:
-    keys, _ = _keys(iam, user, {})
+    keys, _, _ = _keys(iam, user, {})
     key = next((k for k in keys if k.id == key_id), None)
     return "Missing" if key is None else "Active" if key.active else "Inactive"
 
