@@ -188,7 +188,6 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
     _ORIGINALS.setdefault("parse", AmazonStateLanguageParser.__dict__["parse"].__func__)
     _ORIGINALS.setdefault("create_loader", botocore.loaders.create_loader)
 
-    from moto.stepfunctions import parser as sfn_parser
     from moto.stepfunctions.parser import models as sfn_models
     from moto.stepfunctions.parser.asl.component.state import state as state_module
 
@@ -196,6 +195,8 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
         @classmethod
         def now(cls, tz=None):
             return clock.now.astimezone(tz or dt.timezone.utc)
+
+    clock_datetime_module = types.SimpleNamespace(datetime=ClockDatetime, timezone=dt.timezone)
 
     original_start_execution = sfn_models.StepFunctionsParserBackend.start_execution
 
@@ -207,8 +208,8 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
 
     patches = [
         mock.patch.object(sfn_models.StepFunctionsParserBackend, "start_execution", start_execution_a_tick_later),
-        mock.patch.object(state_module, "datetime", types.SimpleNamespace(datetime=ClockDatetime, timezone=dt.timezone)),
-        mock.patch.object(sfn_models, "datetime", types.SimpleNamespace(datetime=ClockDatetime, timezone=dt.timezone)),
+        mock.patch.object(state_module, "datetime", clock_datetime_module),
+        mock.patch.object(sfn_models, "datetime", clock_datetime_module),
         mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)),
         mock.patch.object(botocore.session, "create_loader", _loader_once),
         mock.patch.object(ExponentialBackoff, "delay_amount", recorded_sdk_delay),
