@@ -84,8 +84,11 @@ class Emulator:
         try:
             self._stack.enter_context(mock.patch.dict(os.environ, FAKE_ENVIRONMENT))
             self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
+            # Patched before the deployment, so CreateStateMachine's validation uses the parsed-once ASL (~0.9 s).
+            functions: dict = {}
+            self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder))
             self.deployment = stack.deploy(self.parameters)
-            self._stack.enter_context(faithful_moto(self.clock, self.deployment.functions, self.recorder))
+            functions.update(self.deployment.functions)
             account.seed(self.fixture, self.clock.now, self.secret_prefix)
         except BaseException:
             self._stack.close()  # a half-built account must not outlive a failed start
