@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -266,5 +267,26 @@ def _call_handler(code_dir: Path, handler_path: str, environment: dict, event: d
         def get_remaining_time_in_millis():
             return int((deadline - time.monotonic()) * 1000)
 
-    with mock.patch.dict(os.environ, environment):
+    with _HANDLER_LOCK, _environment(environment):
         return handler(event, Context())
+
+
+# One handler at a time: each runs with its function's environment in the process's os.environ, and a parallel
+# Map invokes Lambdas from several threads.
+_HANDLER_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environment(variables: dict):
+    """Set the function's variables and put back exactly what was there. Never clears os.environ (as
+    mock.patch.dict does on exit), which would leave other threads, for a moment, with no region at all."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
