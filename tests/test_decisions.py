@@ -411,6 +411,17 @@ def test_keys_to_clean_up_after_a_failed_create_or_store(keys, secret_key, expec
     assert decisions.keys_to_clean_up(known, keys, secret, since=NOW - timedelta(minutes=5)) == expected
 
 
+def test_a_key_created_in_the_second_the_create_began_is_this_runs():
+    # The state was entered at 06:00:00.600; IAM reports the key it then created at 06:00:00, to the second.
+    entered = NOW + timedelta(milliseconds=600)
+    created_that_second = Key("NEW", True, NOW)
+    earlier = Key("HAND", True, NOW - timedelta(seconds=1))
+    assert decisions.keys_to_clean_up({"OLD"}, [active("OLD", 95), earlier, created_that_second], MISSING_SECRET, since=entered) == (
+        None,
+        ["NEW"],
+    )
+
+
 def test_a_user_name_with_a_trailing_newline_is_rejected():
     with pytest.raises(InvalidInput, match="not IAM user names"):
         decisions.parse_run_request({"users": ["app\n"]}, "2026-01-05T06:00:00Z")

@@ -356,6 +356,11 @@ def parse_time(value: str) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
+def iam_seconds(moment: datetime) -> datetime:
+    """A moment as IAM reports times such as CreateDate: to the whole second, rounded down."""
+    return moment.replace(microsecond=0)
+
+
 def format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -424,7 +429,11 @@ def keys_to_clean_up(
     A create or store can succeed at AWS yet report a failure (a lost response, a timeout), so the secret is
     asked rather than the error believed. Keys the plan did not know that were created since the run
     started were created by this run; all but the one the secret holds are deleted (nobody has them).
+    ``since`` is a state's entered time, which has milliseconds, and IAM reports CreateDate to the whole
+    second: a key created in the same second reads as older than ``since``, so they are compared in IAM's
+    whole seconds.
     """
+    since = iam_seconds(since)
     new = [k for k in keys if k.id not in known_ids and k.created >= since]
     stored = secret.key_id if any(k.id == secret.key_id for k in new) else None
     return stored, [k.id for k in new if k.id != stored]
