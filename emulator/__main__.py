@@ -259,7 +259,7 @@ def run_one(
     with Progress() as progress, _emulator(fixture, overrides, progress) as aws, _stdout_kept_for_json(as_json):
         if isinstance(execution_input, dict) and "time" in execution_input:
             with contextlib.suppress(ValueError):  # a bad time is the run's to reject, with its message
-                aws.clock.now = decisions.parse_time(execution_input["time"])
+                aws.move_to(decisions.parse_time(execution_input["time"]))
         before = {"time": decisions.format_time(aws.clock.now), "users": _account_state(aws, aws.users)}
         progress.clear()
         if not as_json:

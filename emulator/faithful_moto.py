@@ -1,21 +1,31 @@
-"""Patches that make moto's Step Functions behave like AWS for this workflow, and run it fast and in-process.
+"""Patches that make moto behave like AWS for this workflow, and run it fast and in-process.
 
-Each patch fixes one measured difference (see ../shared/notes/emulator-facts.md); none bends the ASL:
-- executions run synchronously on the caller's thread, and Retry backoff is recorded, not slept;
+Where moto differs from AWS, one line each: the AWS behaviour each patch restores (none bends the ASL).
+Step Functions
 - aws-sdk errors are named as AWS names them: ``Iam.NoSuchEntityException`` for an error in the service's
   model, ``Iam.IamException`` for one outside it (IAM's Throttling and AccessDenied among them);
 - SDK results and ``$$.Execution.StartTime`` reach the state machine as ISO strings, not datetimes;
-- ``lambda:invoke`` runs the real handler from its code directory, with the function's environment;
-- IAM key creation dates, execution start times (as listed too) and states' entered times come from a
-  settable clock, so runs can move in time and their times agree with IAM's;
+- ``lambda:invoke`` runs the real handler from its code directory, with the function's environment, one at a time;
+- time passes with every AWS call and state transition; ``$$.State.EnteredTime`` has milliseconds and a Z (strict_aws).
+IAM and STS
+- dates (CreateDate) are whole seconds, from the emulator's clock (strict_aws);
+- user names are unique whatever their letter case and found by any spelling (strict_aws);
+- a renamed or moved user keeps its tags and keys (strict_aws);
+- a user has at most 50 tags: TagUser past that is LimitExceeded (strict_aws);
+- two keys per user, even for two CreateAccessKey calls at once (strict_aws: one call at a time);
+- ListUsers returns pages of at most MaxItems (default 100) with a Marker; moto returns one page;
+- GetCallerIdentity rejects a key that is not an Active key of an IAM user (InvalidClientTokenId); moto answers
+  "user/moto" for any key. (The signature is not checked: a wrong secret still passes.)
+Secrets Manager
+- a name takes letters, digits and /_+=.@- only: CreateSecret refuses others (ValidationException) (strict_aws);
+- its store survives a parallel Map: moto's is not thread-safe (strict_aws: one call at a time);
+- its dates come from the emulator's clock (strict_aws).
+Speed (not AWS behaviour: the emulator would otherwise take minutes)
+- executions run synchronously on the caller's thread; Retry backoff and boto3's own retries inside the
+  Lambda record their delays instead of sleeping;
 - boto3 clients inside the interpreter are reused (an SDK task drops from ~13 ms to ~3 ms);
-- IAM ListUsers returns pages of at most MaxItems (default 100) with a Marker, as AWS does; moto returns
-  every user in one page, which would hide a caller that forgets to paginate;
-- STS GetCallerIdentity rejects a key that is not an Active key of an IAM user (InvalidClientTokenId), as AWS
-  does; moto answers "user/moto" for any key. (The signature is not checked: a wrong secret still passes.)
-- boto3's own retries inside the Lambda (standard mode) record their backoff instead of sleeping;
-- the ASL is parsed once per definition, not per execution (~0.2 s each; a parsed program keeps no execution
-  state), and botocore's service models are loaded once, not for every new session's clients.
+- the ASL is parsed once per definition, not per execution (~0.9 s for this one; a parsed program keeps no
+  execution state), and botocore's service models are loaded once, not for every new session's clients.
 """
 
 from __future__ import annotations
@@ -30,22 +40,48 @@ import os
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 from unittest import mock
 
 import boto3
 from botocore.config import Config
 
+from .strict_aws import strict_aws
+
 # AWS's service part of aws-sdk error names (ServiceName.ErrorNameException).
 SERVICE_ERROR_NAMES = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "sts": "Sts", "lambda": "Lambda"}
 
 
 class Clock:
-    """The emulated account's "now"; moves only when told to."""
+    """The emulated account's "now": the one clock of IAM, Secrets Manager and Step Functions on the emulator.
+    It moves when a test advances it and, as on AWS, with every AWS call and state transition (strict_aws)."""
 
     def __init__(self, now: dt.datetime | None = None):
         self.now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        self._lock = threading.Lock()
+
+        self.runs = 0  # executions running now: only they make time pass (a test's own reads do not)
+
+    def advance(self, delta: dt.timedelta) -> dt.datetime:
+        """Time passes for an AWS call or a state transition, while an execution runs."""
+        with self._lock:  # a parallel Map's iterations move it from several threads
+            if self.runs:
+                self.now += delta
+            return self.now
+
+    def move_to_at_least(self, moment: dt.datetime) -> None:
+        with self._lock:
+            self.now = max(self.now, moment)
+
+    @contextlib.contextmanager
+    def running(self):
+        with self._lock:
+            self.runs += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.runs -= 1
 
     def naive_utc(self) -> dt.datetime:
         return self.now.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -98,8 +134,11 @@ def _aws_error_name(service: str, error) -> str:
 
 
 @contextlib.contextmanager
-def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder: Recorder | None = None):
-    """Apply the patches. ``functions`` maps a Lambda function name to (code directory, "module.handler")."""
+def faithful_moto(
+    clock: Clock, functions: dict[str, tuple[Path, str]], recorder: Recorder | None = None, strict: bool = True
+):
+    """Apply the patches. ``functions`` maps a Lambda function name to (code directory, "module.handler").
+    ``strict=False`` leaves out strict_aws, for the tests that show what plain moto would let through."""
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.iam.models import IAMBackend
     from moto.iam.responses import IamResponse
@@ -127,7 +166,8 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
 
     def start_synchronously(worker):
         worker._evaluation_details.execution_details.start_time = clock.iso()
-        worker._execution_logic()
+        with clock.running():
+            worker._execution_logic()
 
     original_eval = sdk_task._eval_service_task
 
@@ -189,28 +229,7 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
     _ORIGINALS.setdefault("parse", AmazonStateLanguageParser.__dict__["parse"].__func__)
     _ORIGINALS.setdefault("create_loader", botocore.loaders.create_loader)
 
-    from moto.stepfunctions.parser import models as sfn_models
-    from moto.stepfunctions.parser.asl.component.state import state as state_module
-
-    class ClockDatetime(dt.datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return clock.now.astimezone(tz or dt.timezone.utc)
-
-    clock_datetime_module = types.SimpleNamespace(datetime=ClockDatetime, timezone=dt.timezone)
-
-    original_start_execution = sfn_models.StepFunctionsParserBackend.start_execution
-
-    def start_execution_a_tick_later(backend, *args, **kwargs):
-        # The clock stands still during a run; each start moves it 1 ms so executions' start times order them,
-        # as real start times do (single flight compares them).
-        clock.now += dt.timedelta(milliseconds=1)
-        return original_start_execution(backend, *args, **kwargs)
-
     patches = [
-        mock.patch.object(sfn_models.StepFunctionsParserBackend, "start_execution", start_execution_a_tick_later),
-        mock.patch.object(state_module, "datetime", clock_datetime_module),
-        mock.patch.object(sfn_models, "datetime", clock_datetime_module),
         mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)),
         mock.patch.object(botocore.session, "create_loader", _loader_once),
         mock.patch.object(ExponentialBackoff, "delay_amount", recorded_sdk_delay),
@@ -224,7 +243,6 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
         mock.patch.object(retrier_decl, "time", NoSleep()),
         mock.patch.object(WaitFunction, "_wait_interval", lambda self, env, seconds: None),
         mock.patch.object(LambdaSimpleBackend, "invoke", invoke_in_process),
-        mock.patch("moto.iam.models.utcnow", clock.naive_utc),
         mock.patch.object(IamResponse, "list_users", _list_users_in_pages),
         mock.patch.object(IAMBackend, "create_access_key", recording_create_access_key),
     ]
@@ -233,6 +251,8 @@ def faithful_moto(clock: Clock, functions: dict[str, tuple[Path, str]], recorder
     with contextlib.ExitStack() as stack:
         for patch in patches:
             stack.enter_context(patch)
+        if strict:
+            stack.enter_context(strict_aws(clock))
         stack.callback(interpreter_log.setLevel, interpreter_log.level)
         interpreter_log.setLevel(logging.CRITICAL)
         yield recorder

@@ -261,3 +261,28 @@ def sdk_backoff_recorded():
 
     with mock.patch.object(botocore.retryhandler, "delay_exponential", recorded):
         yield delays
+
+
+@contextlib.contextmanager
+def in_state(name: str, before=None, after=None):
+    """While active, ``before()`` runs as any execution enters the state ``name`` and ``after()`` as it leaves it,
+    on that execution's thread and outside any AWS call: a test can hold a run there (the emulator, like AWS,
+    never lets one call wait inside another's)."""
+    from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
+
+    original = CommonStateField._eval_body
+
+    def hooked(state, env):
+        if state.name != name:
+            return original(state, env)
+        if before:
+            before()
+        try:
+            return original(state, env)
+        finally:
+            if after:
+                after()
+
+    with mock.patch.object(CommonStateField, "_eval_body", hooked):
+        yield
+

@@ -75,6 +75,7 @@ class Emulator:
         self.fixture = fixture
         start = start or (decisions.parse_time(fixture["start"]) if "start" in fixture else None)
         self.clock = Clock(start)
+        self.schedule = self.clock.now  # the time the next scheduled run is due: what advance() moves
         self.parameters = {**fixture.get("parameters", {}), **(parameters or {})}
         self.recorder = Recorder()
         self._stack = contextlib.ExitStack()
@@ -108,12 +109,19 @@ class Emulator:
         return [u["name"] for u in self.fixture.get("users", [])]
 
     def advance(self, days: float) -> None:
-        self.clock.now += timedelta(days=days)
+        """Move the schedule ``days`` on. The clock follows: to the next scheduled time, or stays where the last
+        run left it if that run lasted longer (a run's calls and transitions move the clock too)."""
+        self.move_to(self.schedule + timedelta(days=days))
+
+    def move_to(self, moment: datetime) -> None:
+        """Set the schedule to ``moment``; the clock never goes back (IAM's dates only ever increase)."""
+        self.schedule = moment
+        self.clock.move_to_at_least(moment)
 
     def scheduled_input(self) -> dict:
-        """What the EventBridge schedule passes: its scheduled event at the clock's time, through the rule's
+        """What the EventBridge schedule passes: its scheduled event at the schedule's time, through the rule's
         InputTransformer."""
-        event = stack.scheduled_event(decisions.format_time(self.clock.now))
+        event = stack.scheduled_event(decisions.format_time(self.schedule))
         return json.loads(stack.transform_input(self.deployment.schedule_input, event))
 
     def scheduled_run(self) -> Run:
@@ -128,6 +136,7 @@ class Emulator:
         sent_before = len(_sent_messages())
         delays_before = len(self.recorder.retry_delays)
         keys_before = self._key_statuses()
+        started = self.clock.now
         arn = self.sfn.start_execution(stateMachineArn=self.deployment.state_machine_arn, name=name, input=raw)[
             "executionArn"
         ]
@@ -135,7 +144,7 @@ class Emulator:
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         run = Run(
             name=name,
-            time=decisions.format_time(self.clock.now),
+            time=decisions.format_time(started),
             status=described["status"],
             output=json.loads(described["output"]) if described.get("output") else None,
             error=described.get("error"),

@@ -241,15 +241,20 @@ def run_with_fault(aws: Emulator, row: Row, code: str, times: int | None = None,
 
 
 def snapshot(aws: Emulator) -> dict:
-    """Per user: the keys (creation time, status, inactive-since tag), the key each secret stage holds, any
-    inactive-since tag of a key that is gone, and the secret's resource policy. Free of random key ids, so two
-    accounts seeded alike compare equal."""
+    """Per user: the keys (seeding time or order of creation by the runs, status, inactive-since tag), the key each
+    secret stage holds, any inactive-since tag of a key that is gone, and the secret's resource policy. Free of
+    random key ids and of how long each run took, so two accounts seeded alike compare equal."""
     state = {}
     tag_prefix = decisions.inactive_since_tag("")
+    seeded = decisions.parse_time(aws.fixture["start"])
     for user in aws.users:
-        keys = account.keys_of(user)
+        keys = sorted(account.keys_of(user), key=lambda k: k.created)
         tags = account.tags_of(user)
-        born = {k.id: k.created.astimezone(timezone.utc).replace(microsecond=0).isoformat() for k in keys}  # runs start 1 ms apart
+        new = iter(range(1, len(keys) + 1))
+        born = {
+            k.id: k.created.astimezone(timezone.utc).isoformat() if k.created < seeded else f"new key {next(new)}"
+            for k in keys
+        }
         state[user] = {
             "keys": sorted((born[k.id], k.status, tags.get(decisions.inactive_since_tag(k.id))) for k in keys),
             "secret": {

@@ -303,9 +303,10 @@ def test_without_time_the_run_uses_the_execution_start_time(emulate):
     aws = emulate(account_with(("app", [key(85, in_secret=True)])))
     aws.advance(5)  # the key is now 90 days old; the execution starts at the clock's time
 
+    started = aws.clock.now
     run = aws.start({})
 
-    assert run.output["time"] == decisions.format_time(aws.clock.now)
+    assert run.output["time"] == decisions.format_time(started)
     assert outcomes(run) == {"app": "rotated"}
 
 

@@ -37,7 +37,7 @@ from test_rotation_workflow import (  # noqa: F401 (emulate is a fixture)
 )
 
 from emulator import account
-from emulator.faults import failing
+from emulator.faults import failing, in_state
 from emulator.stack import ACCOUNT_ID
 
 STACK_KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -308,41 +308,36 @@ def follow_the_advice(aws, named_key):
 
 
 class PausedCreate:
-    """Pauses the first CreateAccessKey of ``user`` (run A, mid-rotation) until ``release`` is set. Later calls go
-    through, so a second run that did not stop would really create a key."""
+    """Holds the first run that reaches "Create new access key" (run A, mid-rotation) until ``release`` is set.
+    Later runs go through, so a second run that did not stop would really create a key."""
 
-    def __init__(self, user):
-        from moto.iam.models import IAMBackend
-
-        self.user, self.paused, self.release = user, threading.Event(), threading.Event()
+    def __init__(self):
+        self.paused, self.release = threading.Event(), threading.Event()
         self.calls = 0
-        original = IAMBackend.create_access_key  # faithful_moto's recording wrapper
 
-        def create(backend, user_name, *args, **kwargs):
-            if user_name == self.user:
-                self.calls += 1
-                if self.calls == 1:
-                    self.paused.set()
-                    assert self.release.wait(30), "run A was never released"
-            return original(backend, user_name, *args, **kwargs)
+        def hold_the_first():
+            self.calls += 1
+            if self.calls == 1:
+                self.paused.set()
+                assert self.release.wait(30), "run A was never released"
 
-        self._patch = mock.patch.object(IAMBackend, "create_access_key", create)
+        self._hook = in_state("Create new access key", before=hold_the_first)
 
     def __enter__(self):
-        self._patch.__enter__()
+        self._hook.__enter__()
         return self
 
     def __exit__(self, *exc):
         self.release.set()
-        self._patch.__exit__(*exc)
+        self._hook.__exit__(*exc)
 
 
 def overlapping_runs(aws, first_input, second_input):
-    """Run A (``first_input``) on a thread, paused inside its first CreateAccessKey of ``app``; while it is
+    """Run A (``first_input``) on a thread, paused as it is about to create a key for ``app``; while it is
     RUNNING, run B (``second_input``) on this thread; then release A. Returns (A's Run, B's description, B's
     history, the pause), after checking that B changed no key or secret and sent no email."""
     runs_a = []
-    with PausedCreate("app") as pause:
+    with PausedCreate() as pause:
         thread_a = threading.Thread(target=lambda: runs_a.append(aws.start(first_input)), daemon=True)
         thread_a.start()
         assert pause.paused.wait(30), "run A never reached CreateAccessKey"
@@ -495,25 +490,21 @@ def test_a_run_rotates_at_most_max_users_per_run_the_oldest_keys_first(emulate):
 
 def test_parallel_users_caps_how_many_users_the_map_acts_on_at_once(emulate):
     aws = emulate(account_with(*[(f"u{i}", [key(95, in_secret=True)]) for i in range(5)]), ParallelUsers="2")
-    from moto.iam.models import IAMBackend
-
-    original = IAMBackend.create_access_key
     lock, arrived = threading.Condition(), {"now": 0, "max": 0}
 
-    def overlapping_create(backend, *args, **kwargs):
+    def arrive():
         with lock:
             arrived["now"] += 1
             arrived["max"] = max(arrived["max"], arrived["now"])
             lock.notify_all()
             lock.wait_for(lambda: arrived["now"] >= 2, timeout=0.5)  # give a third user every chance to start too
         time.sleep(0.05)
-        try:
-            return original(backend, *args, **kwargs)
-        finally:
-            with lock:
-                arrived["now"] -= 1
 
-    with mock.patch.object(IAMBackend, "create_access_key", overlapping_create):
+    def leave():
+        with lock:
+            arrived["now"] -= 1
+
+    with in_state("Create new access key", before=arrive, after=leave):
         run = aws.scheduled_run()
 
     (plan,) = [json.loads(e["taskSucceededEventDetails"]["output"])["Payload"] for e in run.events[:8]
