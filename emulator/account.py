@@ -12,8 +12,9 @@ Fixture format (JSON; see fixtures/demo-account.json)::
       ]
     }
 
-A key's ``inSecret`` stores it in the user's secret the way the workflow does (a version named for the key);
-``inactiveDaysAgo`` writes the inactive-since tag the workflow keeps for Inactive keys.
+A key's ``inSecret`` stores it in the user's secret the way the workflow does (a version named for the key, and the
+user's ``key-rotation:secret`` tag); ``inactiveDaysAgo`` writes the inactive-since tag the workflow keeps for
+Inactive keys.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def store_key_as_workflow_does(user: str, secret_name: str, key_id: str, secret_
         sm.put_secret_value(SecretId=secret_name, ClientRequestToken=token, SecretString=value)
     except sm.exceptions.ResourceNotFoundException:
         sm.create_secret(Name=secret_name, ClientRequestToken=token, SecretString=value)
+    _client("iam").tag_user(UserName=user, Tags=[{"Key": decisions.SECRET_TAG, "Value": secret_name}])
 
 
 def seed(fixture: dict, now: datetime, secret_name_prefix: str) -> None:
@@ -137,24 +139,64 @@ def secret_value(secret_name: str, stage: str = "AWSCURRENT") -> dict:
     return json.loads(sm.get_secret_value(SecretId=secret_name, VersionStage=stage)["SecretString"])
 
 
-def secret_violations(users: list[str], secret_name_prefix: str) -> list[str]:
-    """Every secret the workflow wrote holds, in AWSCURRENT, an Active key of its user, and the key its
-    version id names. (What a run changed is checked by Emulator.invariant_violations.)"""
-    problems = []
-    for user in users:
-        keys = {k.id: k for k in keys_of(user)}
-        current = next((v for v in secret_versions(secret_name_prefix + user) if "AWSCURRENT" in v.stages), None)
-        if current is None or current.key_id is None or _scheduled_for_deletion(secret_name_prefix + user):
-            continue  # no secret, one the workflow never wrote, or one on its way out: nothing it promised
-        if current.key_id not in keys or keys[current.key_id].status != "Active":
-            problems.append(f"{user}: AWSCURRENT holds {current.key_id}, which is not an Active key of the user")
-        value = secret_value(secret_name_prefix + user)
-        if value.get("AccessKeyId") != current.key_id or value.get("UserName") != user:
-            problems.append(f"{user}: AWSCURRENT's value does not hold the key its version names")
-    return problems
+@dataclass(frozen=True)
+class SecretState:
+    """A workflow secret as a run leaves it: what its AWSCURRENT version is and names."""
+
+    current_version: str | None
+    current_key: str | None  # the key id the version names; None for a value the workflow did not write
+    deleted: bool  # scheduled for deletion
+    staged_keys: frozenset[str] = frozenset()  # the key ids its staged versions (AWSCURRENT, AWSPREVIOUS) name
 
 
-def _scheduled_for_deletion(secret_name: str) -> bool:
-    sm = _client("secretsmanager")
-    return "DeletedDate" in sm.describe_secret(SecretId=secret_name)
+def account_keys() -> dict[str, dict[str, str]]:
+    """Every IAM user's keys as {user: {key id: status}}, users by IAM's spelling. Read from moto's store, not
+    through the API: the harness's reads neither trip an injected fault nor take time on the clock."""
+    return {user.name: {k.access_key_id: k.status for k in user.access_keys} for user in list(_iam_backend().users.values())}
 
+
+def workflow_secrets(prefix: str) -> dict[str, SecretState]:
+    """Every secret under the prefix, scheduled for deletion or not, by name (from moto's store, as above)."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    found = {}
+    for secret in list(secretsmanager_backends[ACCOUNT_ID][REGION].secrets.values()):
+        if not secret.name.startswith(prefix):
+            continue
+        stages = {version_id: v["version_stages"] for version_id, v in secret.versions.items()}
+        current = next((v for v, st in stages.items() if "AWSCURRENT" in st), None)
+        found[secret.name] = SecretState(
+            current,
+            decisions.key_id_from_version_id(current) if current else None,
+            secret.deleted_date is not None,
+            frozenset(filter(None, (decisions.key_id_from_version_id(v) for v, st in stages.items() if st))),
+        )
+    return found
+
+
+def secret_holds_a_working_key(name: str, state: SecretState | None, keys: dict[str, dict[str, str]], prefix: str) -> bool:
+    """Invariant 1 for one secret: its AWSCURRENT names an Active key of its user (the user its name is for,
+    whatever the letter case), and it is not on its way out."""
+    if state is None or state.deleted or state.current_key is None:
+        return False
+    user = decisions.user_key(name[len(prefix) :])
+    return any(decisions.user_key(u) == user and ks.get(state.current_key) == "Active" for u, ks in keys.items())
+
+
+def secret_value_matches(name: str, prefix: str) -> bool:
+    """AWSCURRENT's value holds the key its version names, for the user the secret is named for (read from moto's
+    store, as above)."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    secret = secretsmanager_backends[ACCOUNT_ID][REGION].secrets[name]
+    version_id, version = next((v, d) for v, d in secret.versions.items() if "AWSCURRENT" in d["version_stages"])
+    try:
+        value = json.loads(version.get("secret_string") or "")
+    except ValueError:
+        return False
+    user = value.get("UserName") if isinstance(value, dict) else None
+    return (
+        isinstance(user, str)
+        and value.get("AccessKeyId") == decisions.key_id_from_version_id(version_id)
+        and decisions.user_key(user) == decisions.user_key(name[len(prefix) :])
+    )

@@ -45,16 +45,22 @@ class Run:
     events: list[dict]
     emails: list[Email]
     retry_delays: list[float] = field(default_factory=list)
-    keys_before: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> {key id: status}
+    keys_before: dict[str, dict[str, str]] = field(default_factory=dict)  # every user -> {key id: status}
     keys_after: dict[str, dict[str, str]] = field(default_factory=dict)
+    secrets_before: dict[str, account.SecretState] = field(default_factory=dict)  # every workflow secret by name
+    secrets_after: dict[str, account.SecretState] = field(default_factory=dict)
+    mismatched_values: list[str] = field(default_factory=list)  # secrets it wrote whose value names another key
 
     def states_entered(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
 
+    def report_texts(self) -> list[str]:
+        """What the run tells people: its output, its failure's cause, its emails."""
+        return [json.dumps(self.output), self.cause or ""] + [e.subject + e.body for e in self.emails]
+
     def published_texts(self) -> list[str]:
-        """Everything the run put where people or other code can read it: output, cause, emails, Lambda payloads."""
-        texts = [json.dumps(self.output), self.cause or ""] + [e.subject + e.body for e in self.emails]
-        return texts + self.lambda_payloads()
+        """Everything the run put where people or other code can read it: its report and the Lambda payloads."""
+        return self.report_texts() + self.lambda_payloads()
 
     def lambda_payloads(self) -> list[str]:
         """Every payload that went to or came from the Lambda function, as recorded in the history."""
@@ -135,7 +141,7 @@ class Emulator:
         )
         sent_before = len(_sent_messages())
         delays_before = len(self.recorder.retry_delays)
-        keys_before = self._key_statuses()
+        keys_before, secrets_before = account.account_keys(), account.workflow_secrets(self.secret_prefix)
         started = self.clock.now
         arn = self.sfn.start_execution(stateMachineArn=self.deployment.state_machine_arn, name=name, input=raw)[
             "executionArn"
@@ -153,13 +159,18 @@ class Emulator:
             emails=[Email(m.source, list(m.destinations.get("ToAddresses", [])), m.subject, m.body) for m in _sent_messages()[sent_before:]],
             retry_delays=self.recorder.retry_delays[delays_before:],
             keys_before=keys_before,
-            keys_after=self._key_statuses(),
+            keys_after=account.account_keys(),
+            secrets_before=secrets_before,
+            secrets_after=account.workflow_secrets(self.secret_prefix),
         )
+        run.mismatched_values = [
+            name
+            for name, state in run.secrets_after.items()
+            if state.current_key and getattr(secrets_before.get(name), "current_version", None) != state.current_version
+            and not account.secret_value_matches(name, self.secret_prefix)
+        ]
         self.runs.append(run)
         return run
-
-    def _key_statuses(self) -> dict[str, dict[str, str]]:
-        return {user: {k.id: k.status for k in account.keys_of(user)} for user in self.users}
 
     @property
     def issued_secrets(self) -> set[str]:
@@ -182,18 +193,71 @@ class Emulator:
         return [t for run in runs for t in run.published_texts() if any(s in t for s in secrets)]
 
     def invariant_violations(self, *runs: Run) -> list[str]:
-        """The workflow's promises, checked on the account now and on what each given run changed."""
-        problems = account.secret_violations(self.users, self.secret_prefix)
+        """The README's invariants, for what each run did itself (a person's changes are theirs: the run reports
+        them, and must not make them worse):
+        1. it never deactivates or deletes a working key a secret's AWSCURRENT holds, and every version it writes
+           holds an Active key of the secret's user, with the value its version id names;
+        2. every key it creates is held by a secret, deleted again, or named in its report with the command to
+           delete it;
+        3. it never deletes a key that was Active, and it deactivates a key only after the key check proved the
+           key its user's secret holds."""
+        prefix, problems = self.secret_prefix, []
         for run in runs:
-            for user in self.users:
-                before, after = run.keys_before[user], run.keys_after[user]
-                problems += [f"{user}: Active key {k} was deleted" for k, s in before.items() if s == "Active" and k not in after]
-                held = {v.key_id for v in account.secret_versions(self.secret_prefix + user)}
-                problems += [
-                    f"{user}: key {k} was created by {run.name} but no secret version holds it"
-                    for k in sorted(set(after) - set(before) - held)
-                ]
+            retired = _keys_the_run_retired(run)
+            for name, before in sorted(run.secrets_before.items()):
+                working = account.secret_holds_a_working_key(name, before, run.keys_before, prefix)
+                if working and before.current_key in retired:
+                    problems.append(f"{run.name}: key {before.current_key}, which secret {name} holds, was retired")
+            for name, after in sorted(run.secrets_after.items()):
+                before = run.secrets_before.get(name)
+                written = after.current_key and (before is None or before.current_version != after.current_version)
+                if written and not account.secret_holds_a_working_key(name, after, run.keys_after, prefix):
+                    problems.append(f"{run.name}: secret {name}'s new AWSCURRENT is not an Active key of its user")
+            problems += [f"{run.name}: secret {n}'s AWSCURRENT value does not hold the key its version names" for n in run.mismatched_values]
+
+            before, after = _flat(run.keys_before), _flat(run.keys_after)
+            held = set().union(*(s.staged_keys for s in run.secrets_after.values()))
+            told = " ".join(run.report_texts())
+            problems += [
+                f"{run.name}: key {k} was created, and no secret holds it, nor was it deleted or reported for deletion"
+                for k in sorted(set(after) - set(before) - held)
+                if f"--access-key-id {k}" not in told
+            ]
+            problems += [f"{run.name}: Active key {k} was deleted" for k, s in before.items() if s == "Active" and k not in after]
+            problems += [f"{run.name}: key {k} was deactivated before a key check" for k in _deactivated_unproven(run)]
         return problems
+
+
+def _flat(keys: dict[str, dict[str, str]]) -> dict[str, str]:
+    return {k: status for user_keys in keys.values() for k, status in user_keys.items()}
+
+
+def _task_calls(run: Run, resource: str) -> list[tuple[int, dict]]:
+    """(event index, parameters) of each SDK call ``resource`` (e.g. "updateAccessKey") the run's Tasks made."""
+    return [
+        (i, json.loads(e["taskScheduledEventDetails"]["parameters"]))
+        for i, e in enumerate(run.events)
+        if (e.get("taskScheduledEventDetails") or {}).get("resource") == resource
+    ]
+
+
+def _keys_the_run_retired(run: Run) -> set[str]:
+    deactivated = {p["AccessKeyId"] for _, p in _task_calls(run, "updateAccessKey") if p.get("Status") == "Inactive"}
+    return deactivated | {p["AccessKeyId"] for _, p in _task_calls(run, "deleteAccessKey")}
+
+
+def _deactivated_unproven(run: Run) -> list[str]:
+    """Keys the run's own UpdateAccessKey deactivated with no successful key check of the user before it."""
+    proven_at = {}
+    for i, e in enumerate(run.events):
+        done = e.get("taskSucceededEventDetails") or {}
+        if done.get("resourceType") == "lambda" and "authenticatesAs" in (done.get("output") or ""):
+            proven_at.setdefault(decisions.user_key(json.loads(done["output"])["Payload"]["user"]), i)
+    return [
+        p["AccessKeyId"]
+        for i, p in _task_calls(run, "updateAccessKey")
+        if p.get("Status") == "Inactive" and proven_at.get(decisions.user_key(p["UserName"]), len(run.events)) > i
+    ]
 
 
 def _sent_messages():

@@ -118,7 +118,10 @@ def test_seeding_through_the_backends_matches_the_fixture_format():
                 assert previous.status == spec.previous and stages["AWSPREVIOUS"] == previous.id
                 tags = account.tags_of(spec.name)
                 assert (bench.decisions.inactive_since_tag(previous.id) in tags) == (spec.previous == "Inactive")
-        assert account.secret_violations([s.name for s in specs], aws.secret_prefix) == []
+        keys = account.account_keys()
+        for name, state in account.workflow_secrets(aws.secret_prefix).items():
+            assert account.secret_holds_a_working_key(name, state, keys, aws.secret_prefix), name
+            assert account.secret_value_matches(name, aws.secret_prefix), name
 
 
 def test_history_attribution_follows_a_worker_into_its_next_iteration():

@@ -48,7 +48,7 @@ def got(decision):
     return {field: getattr(decision, field) for field in want("x")}
 
 
-UNCHANGED, BLOCKED = want("unchanged"), want("blocked")
+UNCHANGED, BLOCKED, ATTENTION = want("unchanged"), want("blocked"), want("attention")
 
 
 def case(case_id, keys, secret, expected, **options):
@@ -93,14 +93,14 @@ ROTATION = [
     ),
     case("due, secret holds a deleted key", [active("CUR", 95)], holds("GONE"), want("rotate", rotate=True, previous="CUR")),
     case("due, foreign secret", [active("CUR", 95)], FOREIGN, want("rotate", rotate=True, previous="CUR")),
-    case("foreign secret: current is the newest Active key", [active("OLD", 100), active("NEW", 10)], FOREIGN, UNCHANGED),
+    case("foreign secret: current is the newest Active key", [active("OLD", 100), active("NEW", 10)], FOREIGN, ATTENTION),
     case("no secret: current is the newest Active key", [active("OLD", 100), active("NEW", 10)], MISSING_SECRET, UNCHANGED),
-    case("secret scheduled for deletion, due", [active("CUR", 100)], holds("CUR", scheduled_for_deletion=True), BLOCKED),
+    case("secret scheduled for deletion, due", [active("CUR", 100)], holds("CUR", scheduled_for_deletion=True), ATTENTION),
     case(
         "secret scheduled for deletion, forced",
         [active("CUR", 1)],
         holds("CUR", scheduled_for_deletion=True),
-        BLOCKED,
+        ATTENTION,
         force=True,
     ),
 ]
@@ -126,7 +126,7 @@ RETIREMENT = [
         want("retire", deactivate="OLD", record=["OLD"]),
     ),
     case("secret with no current version: like a missing secret", [active("CUR", 30)], holds(None), UNCHANGED),
-    case("foreign secret: nothing retired", [active("OLD", 40), active("NEW", 10)], FOREIGN, UNCHANGED),
+    case("foreign secret: nothing retired", [active("OLD", 40), active("NEW", 10)], FOREIGN, ATTENTION),
     case("no secret: nothing retired", [active("OLD", 40), active("NEW", 10)], MISSING_SECRET, UNCHANGED),
     case(
         "current 14d, previous still Active: deactivated, not deleted",
@@ -155,19 +155,19 @@ RETIREMENT = [
         want("record", record=["PREV"]),
     ),
     case("Inactive key only, no secret", [inactive("X", 200, since=30)], MISSING_SECRET, UNCHANGED),
-    case("stale: secret holds a deleted key", [active("CUR", 10)], holds("GONE"), BLOCKED),
-    case("stale: secret holds its only key, Inactive", [inactive("CUR", 30, since=1)], holds("CUR"), BLOCKED),
+    case("stale: secret holds a deleted key", [active("CUR", 10)], holds("GONE"), ATTENTION),
+    case("stale: secret holds its only key, Inactive", [inactive("CUR", 30, since=1)], holds("CUR"), ATTENTION),
     case(
         "stale: secret holds an Inactive key",
         [active("NEW", 10), inactive("OLD", 40, since=3)],
         holds("OLD"),
-        BLOCKED,
+        ATTENTION,
     ),
     case(
-        "stale, untagged Inactive key: blocked leaves even tags alone",
+        "stale, untagged Inactive key: attention leaves even tags alone",
         [active("NEW", 10), inactive("OLD", 40)],
         holds("OLD"),
-        BLOCKED,
+        ATTENTION,
     ),
 ]
 
@@ -218,7 +218,30 @@ OBSOLETE_TAGS = [
     ),
 ]
 
-ALL_CASES = ROTATION + RETIREMENT + CUSTOM_POLICY + OBSOLETE_TAGS
+SECRET = "iam-key-rotation/alice"
+DELETED_BY_HAND = Secret(name=SECRET, recorded=SECRET)  # the user's tag says the workflow stored a key there
+HAND_EDITS = [
+    case("secret deleted by hand, two Active keys", [active("OLD", 93), active("CUR", 3)], DELETED_BY_HAND, ATTENTION),
+    case("secret deleted by hand, one key", [active("CUR", 30)], DELETED_BY_HAND, ATTENTION),
+    case(
+        "secret deleted by hand, due: the rotation stores it again",
+        [active("CUR", 95)],
+        DELETED_BY_HAND,
+        want("rotate", rotate=True, previous="CUR"),
+    ),
+    case("secret deleted by hand, forced, two Active keys", [active("OLD", 93), active("CUR", 3)], DELETED_BY_HAND, BLOCKED, force=True),
+    case("never stored: a missing secret is a first install", [active("CUR", 30)], Secret(name=SECRET), UNCHANGED),
+    case(
+        "secret prefix changed: the recorded secret is elsewhere",
+        [active("CUR", 30)],
+        Secret(name=SECRET, recorded="old-prefix/alice"),
+        ATTENTION,
+    ),
+    case("user name Secrets Manager refuses", [active("CUR", 95)], Secret(name="iam-key-rotation/a,b"), BLOCKED),
+    case("user name Secrets Manager refuses, forced", [], Secret(name="iam-key-rotation/a,b"), BLOCKED, force=True),
+]
+
+ALL_CASES = ROTATION + RETIREMENT + CUSTOM_POLICY + OBSOLETE_TAGS + HAND_EDITS
 
 
 @pytest.mark.parametrize("keys, secret, expected, options", ALL_CASES)
@@ -254,8 +277,8 @@ def test_invariants(keys, secret, expected, options, force):
         assert NOW - by_id[d.delete_key_id].inactive_since >= policy.recovery_window
     if d.rotate:
         assert d.previous_key_id == (current.id if current else None)
-    if d.outcome == "blocked":
-        assert (d.rotate, d.deactivate_key_id, d.delete_key_id) == (False, None, None)
+    if d.outcome in ("blocked", "attention"):
+        assert not d.has_actions, "blocked and attention change nothing, tags included"
     else:
         assert (d.outcome == "unchanged") == (not d.has_actions)
     assert set(d.record_inactive) <= {k.id for k in keys if not k.active} | {d.deactivate_key_id}
@@ -425,4 +448,116 @@ def test_a_key_created_in_the_second_the_create_began_is_this_runs():
 def test_a_user_name_with_a_trailing_newline_is_rejected():
     with pytest.raises(InvalidInput, match="not IAM user names"):
         decisions.parse_run_request({"users": ["app\n"]}, "2026-01-05T06:00:00Z")
+
+
+# --- hand edits, odd names, quotas and replays ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret, says",
+    [
+        (holds("GONE", name=SECRET), ["holds key GONE, which is not an Active key", "--access-key-id GONE --status Active"]),
+        (Secret(exists=True, foreign=True, name=SECRET), ["was last written outside this workflow", "key-rotation-<key id>"]),
+        (DELETED_BY_HAND, [f"its secret {SECRET}, in which this workflow stored the user's key, no longer exists"]),
+        (holds("CUR", scheduled_for_deletion=True, name=SECRET), [f"aws secretsmanager restore-secret --secret-id {SECRET}"]),
+    ],
+    ids=["stale", "foreign", "deleted", "scheduled for deletion"],
+)
+def test_attention_says_what_happened_and_the_exact_fix(secret, says):
+    decision = decide("alice", [active("OLD", 93), active("CUR", 3)], secret, NOW, POLICY)
+    assert decision.outcome == "attention"
+    assert all(text in decision.reason for text in says), decision.reason
+    if not secret.scheduled_for_deletion:  # the fix: a fresh key, after freeing a slot where IAM's two are taken
+        assert "deactivate whichever of OLD and CUR no consumer uses" in decision.reason
+        assert 'run on demand with {"users": ["alice"], "force": true}' in decision.reason
+
+
+def test_a_name_secrets_manager_refuses_is_named_with_its_fix():
+    decision = decide("a,b", [active("CUR", 95)], Secret(name="iam-key-rotation/a,b"), NOW, POLICY)
+    assert decision.outcome == "blocked" and not decision.has_actions
+    assert "iam-key-rotation/a,b, which Secrets Manager does not accept (',':" in decision.reason
+    assert "aws iam update-user --new-user-name" in decision.reason
+
+
+@pytest.mark.parametrize(
+    "tags_held, keys, expected",
+    [
+        (48, [active("PREV", 97), active("CUR", 7)], "retire"),  # one inactive-since tag: 49
+        (49, [active("PREV", 97), active("CUR", 7)], "retire"),  # 50: just fits
+        (50, [active("PREV", 97), active("CUR", 7)], "blocked"),  # 51
+        (49, [active("CUR", 95)], "rotate"),  # the secret tag: 50
+        (50, [active("CUR", 95)], "blocked"),
+        (49, [inactive("OLD", 120), active("CUR", 95)], "rotate"),  # makes room: no inactive-since tag to write
+    ],
+)
+def test_the_tags_a_run_writes_fit_within_iams_50(tags_held, keys, expected):
+    tag_keys = frozenset(f"team-{i}" for i in range(tags_held))
+    decision = decide("alice", keys, holds("CUR"), NOW, POLICY, tag_keys=tag_keys)
+    assert decision.outcome == expected
+    if expected == "blocked":
+        assert not decision.has_actions
+        assert f"the user has {tags_held} tags, IAM allows 50" in decision.reason and "aws iam untag-user" in decision.reason
+
+
+def test_a_tag_the_user_already_has_needs_no_room():
+    tag_keys = frozenset([decisions.SECRET_TAG] + [f"team-{i}" for i in range(49)])
+    assert decide("alice", [active("CUR", 95)], holds("CUR"), NOW, POLICY, tag_keys=tag_keys).outcome == "rotate"
+
+
+def test_a_replay_in_the_past_records_when_it_really_acted():
+    request = decisions.parse_run_request({"time": "2025-12-01T06:00:00Z"}, "2026-01-05T06:00:00.250Z")
+    assert (request.time, request.recorded_at) == (NOW - timedelta(days=35), NOW)
+    # Deactivating at the replayed time would back-date the recovery window by 35 days.
+    decision = decide("alice", [active("PREV", 97), active("CUR", 7)], holds("CUR"), NOW, POLICY, recorded_at=NOW + timedelta(days=35))
+    assert decision.record_inactive == {"PREV": NOW + timedelta(days=35)}
+
+
+def test_a_future_time_within_the_skew_is_recorded_as_given():
+    request = decisions.parse_run_request({"time": "2026-01-05T06:03:00Z"}, "2026-01-05T06:00:00Z")
+    assert request.recorded_at == request.time == NOW + timedelta(minutes=3)
+
+
+@pytest.mark.parametrize("time", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00", "0000-01-01T00:00:00Z"])
+def test_a_time_out_of_range_is_rejected_with_a_message(time):
+    with pytest.raises(InvalidInput, match="out of range"):
+        decisions.parse_run_request({"time": time}, START)
+
+
+def test_users_named_twice_in_different_case_are_one_user():
+    request = decisions.parse_run_request({"users": ["Alice", "bob", "alice", "BOB", "carol"]}, START)
+    assert request.users == ("Alice", "bob", "carol")
+
+
+def test_times_are_taken_to_iams_whole_second():
+    request = decisions.parse_run_request({"users": ["alice"], "force": True}, "2026-01-05T06:00:00.750Z")
+    assert request.time == NOW  # a key created at 06:00:00.200 reads 06:00:00: not older than the run
+    assert decide("alice", [active("NEW", 0)], holds("NEW"), request.time, POLICY, force=True).outcome == "unchanged"
+
+
+def left(secret_key, *keys, why="the user no longer carries the tag KeyRotation=enabled"):
+    return decisions.left_rotation("alice", list(keys) if keys != (None,) else None, holds(secret_key, name=SECRET), why)
+
+
+@pytest.mark.parametrize(
+    "decision, says",
+    [
+        (left("CUR", active("CUR", 30)), None),  # steady: its one key is in the secret
+        (left("CUR", active("OLD", 93), active("CUR", 3)), "deactivate OLD once no consumer uses it"),
+        (left("CUR", inactive("OLD", 100, since=3), active("CUR", 10)), "delete OLD once you no longer need it"),
+        (left("CUR", inactive("CUR", 30)), "re-activate CUR or store a working key"),
+        (left("CUR", None, why="the user no longer exists"), f"aws secretsmanager delete-secret --secret-id {SECRET}"),
+    ],
+    ids=["steady", "install window", "recovery window", "secret key Inactive", "user deleted"],
+)
+def test_a_user_that_left_rotation_half_done_needs_attention(decision, says):
+    if says is None:
+        assert decision is None
+    else:
+        assert (decision.outcome, decision.has_actions) == ("attention", False)
+        assert says in decision.reason and decision.reason.startswith("the user no longer")
+
+
+def test_a_secret_the_workflow_did_not_write_or_that_is_on_its_way_out_is_not_its_concern():
+    assert decisions.left_rotation("alice", [active("A", 1), active("B", 2)], Secret(exists=True, foreign=True, name=SECRET), "gone") is None
+    assert decisions.left_rotation("alice", None, holds("A", scheduled_for_deletion=True, name=SECRET), "gone") is None
 

@@ -101,7 +101,7 @@ MATRIX = [
     Row("plan:ListUserTags",     "iam",            "list_user_tags",      "ServiceFailure",            "Throttling",               "due",            "read",   None),
     Row("plan:ListAccessKeys",   "iam",            "list_access_keys",    "Throttling",                "ServiceFailure",           "due",            "read",   None),
     Row("plan:GetUser",          "iam",            "get_user",            "ServiceFailure",            "ServiceFailure",           "due",            "read",   None, run="on-demand"),
-    Row("plan:DescribeSecret",   "secretsmanager", "describe_secret",     "InternalServiceError",      "InternalServiceError",     "due",            "read",   None),
+    Row("plan:ListSecrets",      "secretsmanager", "list_secrets",        "InternalServiceError",      "InternalServiceError",     "due",            "plan",   None),
     Row("UpdateAccessKey",       "iam",            "update_access_key",   "Throttling",                "ServiceFailure",           "retiring",       "user",   "Deactivate old key"),
     Row("TagUser",               "iam",            "tag_user",            "ServiceFailure",            "Throttling",               "retiring",       "user",   "Record when keys became inactive"),
     Row("DeleteAccessKey",       "iam",            "delete_access_key",   "Throttling",                "ServiceFailure",           "deleting",       "user",   "Delete retired key"),
@@ -256,7 +256,8 @@ def snapshot(aws: Emulator) -> dict:
             for k in keys
         }
         state[user] = {
-            "keys": sorted((born[k.id], k.status, tags.get(decisions.inactive_since_tag(k.id))) for k in keys),
+            # The day each key's recovery window started: a run after a failed one starts (and records) later.
+            "keys": sorted((born[k.id], k.status, tags.get(decisions.inactive_since_tag(k.id), "")[:10]) for k in keys),
             "secret": {
                 stage: born.get(v.key_id, "a deleted key" if v.key_id else "a foreign value")
                 for v in account.secret_versions(aws.secret_prefix + user)
@@ -445,9 +446,8 @@ def test_a_transient_failure_of_the_cleanup_delete_is_retried_and_the_unstored_k
 
 # The one case here where a created key is legitimately left unstored: the store failed and the reconcile
 # Lambda that asks the secret cannot run, so the workflow cannot tell whether the store took effect after all,
-# and deleting a key the secret may hold would lock every consumer out. It reports the key instead; the test
-# replaces the invariant check with the one violation expected, and the leak scan with its own.
-@pytest.mark.leaves_unstored_key
+# and deleting a key the secret may hold would lock every consumer out. It reports the key instead, with the
+# command to delete it, which is what invariant 2 then asks.
 def test_a_new_key_the_cleanup_cannot_check_is_named_for_a_person_and_blocks_the_user_until_deleted(emulate):
     aws = emulate(account_with(("app", [key(95, in_secret=True)])))
     (old,) = [k.id for k in account.keys_of("app")]
@@ -459,7 +459,7 @@ def test_a_new_key_the_cleanup_cannot_check_is_named_for_a_person_and_blocks_the
 
     assert (store.failures, check.failures) == (7, 7)
     (orphan,) = {k.id for k in account.keys_of("app")} - {old}
-    assert aws.invariant_violations(run) == [f"app: key {orphan} was created by run-001 but no secret version holds it"]
+    assert aws.invariant_violations(run) == []  # the report names the key, with the command to delete it
     assert {v.key_id for v in account.secret_versions("iam-key-rotation/app") if "AWSCURRENT" in v.stages} == {old}
     assert (run.status, run.error) == ("FAILED", "RotationFailed")
     body = " ".join(run.emails[0].body.split())

@@ -34,6 +34,7 @@ GIVEN_KEY_SET = {**EVERYTHING, "KmsKeyArn": GIVEN_KEY}
 # IAM offers no resource-level permission for these: "*" is the only possible Resource.
 NO_RESOURCE_SCOPE = {
     "iam:ListUsers",
+    "secretsmanager:ListSecrets",  # the plan filters by SecretNamePrefix; it lists metadata, never values
     "ses:SendEmail",  # scoped by its ses:FromAddress condition instead (checked below)
     "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",

@@ -45,6 +45,8 @@ def worst_plan():
         "actions": [worst_item(n) for n in range(MAX_USERS)],
         "blocked": [{"user": f"blocked-{n:05d}", "reason": "x" * 330, "owner": "o@example.com"} for n in range(app.MAX_LISTED)],
         "blockedUsers": 400,
+        "attention": [{"user": f"attention-{n:05d}", "reason": "w" * 500, "owner": "o@example.com"} for n in range(app.MAX_LISTED)],
+        "attentionUsers": 300,
         "unreadable": [{"user": f"unreadable-{n:05d}", "reason": "y" * 200} for n in range(app.MAX_LISTED)],
         "unreadableUsers": 150,
         "notices": [{"user": f"noticed-{n:05d}", "notices": ["z" * 200, "z" * 200], "owner": f"o{n}@example.com"} for n in range(app.MAX_LISTED)],
@@ -72,7 +74,8 @@ def test_the_report_that_replaces_the_state_stays_under_the_limit():
     assert size({"report": built}) < 0.8 * STATE_LIMIT
     assert len(built["failureCause"]) <= report.MAX_CAUSE_CHARS
     assert built["summary"]["failed"] == MAX_USERS + 150 and built["summary"]["blocked"] == 400
-    assert "more blocked or failed users are not listed" in built["body"]
+    assert built["summary"]["attention"] == 300
+    assert "more failed, blocked or attention users are not listed" in built["body"]
 
 
 # --- single flight -------------------------------------------------------------------------------------------

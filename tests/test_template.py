@@ -341,14 +341,19 @@ def test_state_machine_role_writes_only_managed_users_and_rotation_secrets(cfn):
             assert "secret:${SecretNamePrefix}*" in json.dumps(resource), statement
 
 
-def test_tagging_is_limited_to_inactive_since_tags(cfn):
+def test_tagging_is_limited_to_the_workflows_own_tags(cfn):
     role_statements = statements(role_of(cfn, "RotationStateMachine", "RoleArn"))
     tagging = [s for s in role_statements if grants(s, "iam:TagUser") or grants(s, "iam:UntagUser")]
     assert tagging
     for statement in tagging:
         assert statement.get("Condition") == {
-            "ForAllValues:StringLike": {"aws:TagKeys": decisions.INACTIVE_SINCE_TAG_PREFIX + "*"}
+            "ForAllValues:StringLike": {"aws:TagKeys": [decisions.INACTIVE_SINCE_TAG_PREFIX + "*", decisions.SECRET_TAG]}
         }, statement
+
+
+def test_the_asl_tags_each_stored_key_with_the_secret_tag_the_planner_reads(asl):
+    (record,) = [task for name, task in tasks(asl) if name.endswith("/Record the secret on the user")]
+    assert record["Parameters"]["Tags"] == [{"Key": decisions.SECRET_TAG, "Value.$": "$.secretName"}]
 
 
 def test_every_sdk_call_in_the_asl_is_allowed_by_the_state_machine_role(cfn, asl):

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timezone
 
 import boto3
@@ -157,6 +157,7 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
         users = _requested_users(iam, settings, request.users, unreadable)
     else:
         users = _managed_users(iam, settings, unreadable)
+    secrets = _workflow_secrets(secretsmanager, settings.secret_name_prefix)
 
     def decide(user):
         try:
@@ -168,13 +169,22 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
     def decide_one(user):
         name, tags = user
         keys, obsolete_tags, tags = _keys(iam, name, tags)
-        secret_name = settings.secret_name_prefix + name
-        secret = _secret(secretsmanager, secret_name)
+        if tags is None and request.force:  # a forced first key: the secret's tag must fit too
+            tags = _tags(iam, name)
+        secret = replace(_secret_of(name, secrets, settings.secret_name_prefix), recorded=(tags or {}).get(decisions.SECRET_TAG))
         decision = decisions.decide(
-            name, keys, secret, request.time, settings.policy, force=request.force, obsolete_tags=obsolete_tags
+            name,
+            keys,
+            secret,
+            request.time,
+            settings.policy,
+            force=request.force,
+            obsolete_tags=obsolete_tags,
+            tag_keys=frozenset(tags) if tags is not None else None,
+            recorded_at=request.recorded_at,
         )
-        if settings.consumer_principal_arn and decision.outcome != "blocked" and (
-            (decision.rotate or secret.exists) and _needs_grant(secretsmanager, secret_name, settings.consumer_principal_arn)
+        if settings.consumer_principal_arn and decision.outcome not in ("blocked", "attention") and (
+            (decision.rotate or secret.exists) and _needs_grant(secretsmanager, secret.name, settings.consumer_principal_arn)
         ):
             decision.grant_consumer = True
             if decision.outcome == "unchanged":
@@ -184,11 +194,18 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
         owner = None
         if settings.owner_tag_key and (decision.outcome != "unchanged" or decision.notices):
             owner = _owner(tags if tags is not None else _tags(iam, name), settings)
-        return decision, secret_name, keys, owner
+        return decision, secret.name, keys, owner
 
-    actions, blocked, notices, unchanged = [], [], [], 0
+    planned = list(users)
+    if request.users is None:  # a scheduled run also looks after the users its secrets say it once managed
+        in_scope = {decisions.user_key(name) for name, _ in users} | {decisions.user_key(u["user"]) for u in unreadable}
+        orphans = [s for key, found in sorted(secrets.items()) if key not in in_scope for s in found]
+    else:
+        orphans = []
+
+    actions, blocked, attention, notices, unchanged = [], [], [], [], 0
     with ThreadPoolExecutor(READ_CONCURRENCY) as pool:
-        for decided in pool.map(decide, users):
+        for decided in pool.map(decide, planned):
             if decided is None:
                 continue
             decision, secret_name, keys, owner = decided
@@ -197,6 +214,8 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
                 notices.append({"user": decision.user, "notices": decision.notices, **owned})
             if decision.outcome == "blocked":  # a blocked user has no actions: it is left as it is
                 blocked.append({"user": decision.user, "reason": decision.reason, **owned})
+            elif decision.outcome == "attention":
+                attention.append({"user": decision.user, "reason": decision.reason, **owned})
             elif decision.has_actions:
                 item = {**report.plan_item(decision, secret_name, [k.id for k in keys]), **owned}
                 if decision.grant_consumer:
@@ -205,6 +224,10 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
                 actions.append((oldest, item))
             else:
                 unchanged += 1
+        for left in pool.map(lambda secret: _left_rotation(iam, settings, secret, unreadable), orphans):
+            if left is not None:
+                decision, owner = left
+                attention.append({"user": decision.user, "reason": decision.reason, **({"owner": owner} if owner else {})})
 
     # The per-run cap: the most overdue users first; the rest wait for the next runs.
     actions.sort(key=lambda pair: (pair[0], pair[1]["user"]))
@@ -219,11 +242,67 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager) -> dict:
         "actions": [item for _, item in actions[: settings.max_users_per_run]],
         "blocked": blocked[:MAX_LISTED],
         "blockedUsers": len(blocked),
+        "attention": sorted(attention, key=lambda u: u["user"])[:MAX_LISTED],
+        "attentionUsers": len(attention),
         "unreadable": sorted(unreadable, key=lambda u: u["user"])[:MAX_LISTED],
         "unreadableUsers": len(unreadable),
         "notices": notices[:MAX_LISTED],
         "deferredUsers": len(deferred),
     }
+
+
+def _workflow_secrets(secretsmanager, prefix: str) -> dict[str, list[decisions.Secret]]:
+    """Every secret under the prefix (scheduled for deletion included), by the user key of the name after the
+    prefix: one paged ListSecrets for the whole account instead of a DescribeSecret per user."""
+    found: dict[str, list[decisions.Secret]] = {}
+    pages = secretsmanager.get_paginator("list_secrets").paginate(
+        Filters=[{"Key": "name", "Values": [prefix]}], IncludePlannedDeletion=True
+    )
+    for page in pages:
+        for listed in page["SecretList"]:
+            if listed["Name"].startswith(prefix):  # the filter matches a prefix; the name may not hold a user
+                user = listed["Name"][len(prefix) :]
+                found.setdefault(decisions.user_key(user), []).append(_secret_from(listed, "SecretVersionsToStages"))
+    return found
+
+
+def _secret_of(name: str, secrets: dict[str, list[decisions.Secret]], prefix: str) -> decisions.Secret:
+    """The user's secret: the one named for it, or one named for another spelling of its name (IAM names ignore
+    case: a user renamed from app to App keeps the secret its consumers read), or the one a rotation creates."""
+    exact = prefix + name
+    found = secrets.get(decisions.user_key(name), [])
+    return next((s for s in found if s.name == exact), None) or (found[0] if found else decisions.Secret(name=exact))
+
+
+def _left_rotation(iam, settings: Settings, secret: decisions.Secret, unreadable: list) -> tuple | None:
+    """A secret the workflow keeps for a user it no longer manages: (the attention decision, the owner), or None."""
+    name = secret.name[len(settings.secret_name_prefix) :]
+    if secret.key_id is None or secret.scheduled_for_deletion:
+        return None  # not the workflow's value, or on its way out: nothing it promised
+    try:
+        user = iam.get_user(UserName=name)["User"]
+    except iam.exceptions.NoSuchEntityException:
+        return decisions.left_rotation(name, None, secret, "the user no longer exists"), None
+    except (ClientError, BotoCoreError) as error:
+        unreadable.append({"user": name, "reason": _unreadable_reason(error)})
+        return None
+    tags = {t["Key"]: t["Value"] for t in user.get("Tags", [])}
+    if not user["Path"].startswith(settings.user_path):
+        why = f"the user was moved to path {user['Path']}, outside UserPath {settings.user_path}"
+    elif settings.user_tag_key and tags.get(settings.user_tag_key) != settings.user_tag_value:
+        why = f"the user no longer carries the tag {settings.user_tag_key}={settings.user_tag_value}"
+    else:
+        return None  # managed after all (it appeared since the users were listed): the next run plans it
+    try:
+        keys, _, _ = _keys(iam, user["UserName"], tags)
+    except (ClientError, BotoCoreError) as error:
+        unreadable.append({"user": name, "reason": _unreadable_reason(error)})
+        return None
+    decision = decisions.left_rotation(user["UserName"], keys, secret, why)
+    if decision is None:
+        return None
+    logger.info("user %s: %s (%s)", decision.user, decision.outcome, decision.reason)
+    return decision, _owner(tags, settings) if settings.owner_tag_key else None
 
 
 # The statement the workflow writes (statemachine/rotation.asl.json, "Consumer policy").
@@ -361,10 +440,15 @@ def _secret(secretsmanager, name: str) -> decisions.Secret:
         described = secretsmanager.describe_secret(SecretId=name)
     except ClientError as error:
         if error.response["Error"]["Code"] == "ResourceNotFoundException":
-            return decisions.MISSING_SECRET
+            return decisions.Secret(name=name)
         raise
+    return _secret_from(described, "VersionIdsToStages")
+
+
+def _secret_from(metadata: dict, stages_field: str) -> decisions.Secret:
+    """A secret as DescribeSecret (VersionIdsToStages) or ListSecrets (SecretVersionsToStages) describes it."""
     current_version = next(
-        (vid for vid, stages in described.get("VersionIdsToStages", {}).items() if "AWSCURRENT" in stages), None
+        (vid for vid, stages in metadata.get(stages_field, {}).items() if "AWSCURRENT" in stages), None
     )
     # A secret created empty (no AWSCURRENT yet) holds no key: the next rotation gives it one.
     key_id = decisions.key_id_from_version_id(current_version) if current_version else None
@@ -372,5 +456,6 @@ def _secret(secretsmanager, name: str) -> decisions.Secret:
         exists=True,
         key_id=key_id,
         foreign=current_version is not None and key_id is None,
-        scheduled_for_deletion="DeletedDate" in described,
+        scheduled_for_deletion=metadata.get("DeletedDate") is not None,
+        name=metadata["Name"],
     )

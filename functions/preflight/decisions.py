@@ -21,8 +21,17 @@ SECRET_VERSION_PREFIX = "key-rotation-"
 # value is the ISO time the key was deactivated (or first seen Inactive). The recovery window counts from it.
 INACTIVE_SINCE_TAG_PREFIX = "key-rotation:inactive-since:"
 
-# IAM user names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_User.html
+# The user tag naming the secret the workflow last stored the user's key in, written after each store: it tells
+# a secret deleted by hand from one that was never created.
+SECRET_TAG = "key-rotation:secret"
+# IAM allows this many tags per user; the workflow's own (SECRET_TAG, inactive-since tags) count against it.
+MAX_TAGS_PER_USER = 50
+
+# IAM user names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_User.html. IAM compares them
+# without regard to letter case: Alice and alice are one user.
 USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
+# Secrets Manager names take fewer characters than IAM user names (no ","): CreateSecret API reference.
+SECRET_NAME_PATTERN = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 # A key is created, deactivated or tagged seconds to minutes after its run's scheduled time; the run a whole
 # number of days later must still count it as that many days old, or every window would slip by a day.
 SCHEDULE_SLACK = timedelta(minutes=30)
@@ -86,6 +95,8 @@ class Secret:
     # True when AWSCURRENT was written by someone else: which key it holds is then unknown.
     foreign: bool = False
     scheduled_for_deletion: bool = False
+    name: str = ""  # where the user's key is kept (or will be)
+    recorded: str | None = None  # the secret the user's SECRET_TAG names: where the workflow last stored its key
 
 
 MISSING_SECRET = Secret()
@@ -93,16 +104,25 @@ MISSING_SECRET = Secret()
 
 @dataclass(frozen=True)
 class RunRequest:
-    time: datetime
+    time: datetime  # "now" for every age, to IAM's whole second
     users: tuple[str, ...] | None = None
     force: bool = False
     dry_run: bool = False
     scheduled: bool = True
+    started: datetime | None = None  # when the execution really started
+
+    @property
+    def recorded_at(self) -> datetime:
+        """The time to write on what this run records (inactive-since tags): when it really acts. A replay with a
+        past "time" must not back-date a deactivation, or the next run would delete the key early."""
+        return max(self.time, self.started or self.time)
 
 
 @dataclass
 class Decision:
-    """What to do for one user. ``outcome`` is one of: rotate, retire, record, unchanged, blocked."""
+    """What to do for one user. ``outcome`` is one of: rotate, retire, record, unchanged, and two that change
+    nothing: blocked (a rotation or retirement waits for a person's decision) and attention (a person changed the
+    user or its secret so that consumers may be locked out, or the workflow can no longer finish its work)."""
 
     user: str
     outcome: str
@@ -142,6 +162,23 @@ def key_id_from_version_id(version_id: str) -> str | None:
     return None
 
 
+def user_key(name: str) -> str:
+    """A user's identity as IAM sees it: its name without regard to letter case."""
+    return name.lower()
+
+
+def secret_name_problem(name: str) -> str | None:
+    """Why Secrets Manager would refuse ``name``, or None."""
+    if SECRET_NAME_PATTERN.fullmatch(name):
+        return None
+    bad = sorted({c for c in name if not SECRET_NAME_PATTERN.fullmatch(c)}) or ["its length"]
+    return (
+        f"its secret would be named {name}, which Secrets Manager does not accept ({' '.join(map(repr, bad))}: a "
+        "name takes letters, digits and /_+=.@- only), so no key is created for it: rename the user (aws iam "
+        "update-user --new-user-name) or take it out of rotation"
+    )
+
+
 def inactive_since_tag(access_key_id: str) -> str:
     return INACTIVE_SINCE_TAG_PREFIX + access_key_id
 
@@ -178,42 +215,53 @@ def decide(
     policy: Policy,
     force: bool = False,
     obsolete_tags: tuple[str, ...] = (),
+    tag_keys: frozenset[str] | None = None,
+    recorded_at: datetime | None = None,
 ) -> Decision:
     """Decide one user's actions for a run at ``now``.
 
     The rules, in the order they are applied:
-    - A secret scheduled for deletion blocks the user: its consumers are about to lose it.
+    - A secret name Secrets Manager would refuse blocks the user: no key is created that could not be stored.
+    - A secret scheduled for deletion needs attention: its consumers are about to lose it.
     - The current key is the Active key the secret holds, else the newest Active key.
     - Rotation is due when forced (only a key created before ``now``, so the same forced input twice rotates
       once), or when the current key's age reaches ``max_key_age``. It needs room
       (IAM allows two keys): an Inactive key is deleted to make room; two Active keys block the user.
+    - A secret whose AWSCURRENT is not an Active key of the user (deleted or deactivated by hand, another user's),
+      was written outside the workflow, or was deleted by hand after the workflow stored a key in it (the user's
+      SECRET_TAG says so) needs attention until a rotation is due or forced: its consumers are locked out, and
+      nothing is retired meanwhile.
     - Keys are retired only once the secret holds the current key (before the first rotation, consumers use
       keys the workflow never stored, so it retires nothing). Then, once the current key's age reaches the
       install window, other Active keys are deactivated; an Inactive key is deleted once the current key's age
       reaches install + recovery window *and* the key has been Inactive for the recovery window, counted from
       its inactive-since tag (written on deactivation, or on first sight for keys deactivated by hand), so a
       key is never deleted in the run that deactivated it, and missed runs never shorten the window.
-    - A secret that holds a key which is not an Active key of the user (deleted or deactivated by hand, or
-      another user's) blocks the user until a rotation is due or forced: consumers reading it are locked out.
+    - The tags the run writes must fit within IAM's 50 per user (``tag_keys``: the user's tags, when read), or
+      the user is blocked before anything changes.
     ``obsolete_tags`` names keys whose inactive-since tag no longer applies (the key was re-activated or is
-    gone): the tag is removed, so a later deactivation by hand starts a fresh recovery window.
+    gone): the tag is removed, so a later deactivation by hand starts a fresh recovery window. Times written on
+    tags are ``recorded_at`` (default ``now``): when the run really acts.
     """
-    decision = _decide(user, keys, secret, now, policy, force)
-    if decision.outcome == "blocked":
-        return decision  # a blocked user is left entirely unchanged, tags included
+    decision = _decide(user, keys, secret, now, policy, force, recorded_at or now)
+    if decision.outcome in ("blocked", "attention"):
+        return decision  # left entirely unchanged, tags included
     decision.forget_inactive.extend(
         k for k in obsolete_tags if k not in decision.forget_inactive and k not in decision.record_inactive
     )
-    return _noting_records(decision)
+    return _within_tag_quota(_noting_records(decision), tag_keys)
 
 
-def _decide(user, keys, secret, now, policy, force) -> Decision:
+def _decide(user, keys, secret, now, policy, force, recorded_at) -> Decision:
+    if secret.name and (problem := secret_name_problem(secret.name)):
+        return Decision(user, "blocked", problem)
     if secret.scheduled_for_deletion:
         return Decision(
             user,
-            "blocked",
-            "its secret is scheduled for deletion: restore it (aws secretsmanager restore-secret) "
-            "or remove the user from rotation",
+            "attention",
+            f"its secret {secret.name} is scheduled for deletion, so its consumers are about to lose their key, and "
+            f"nothing is retired meanwhile: restore it (aws secretsmanager restore-secret --secret-id {secret.name}), "
+            "or take the user out of rotation",
         )
 
     active = sorted((k for k in keys if k.active), key=lambda k: k.created)
@@ -224,7 +272,7 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
     secret_stale = secret.key_id is not None and not secret_healthy
 
     # Inactive keys without a recorded time get one now: their recovery window starts today.
-    record = {k.id: now for k in inactive if k.inactive_since is None}
+    record = {k.id: recorded_at for k in inactive if k.inactive_since is None}
 
     if force and (current is None or current.created < now):
         # Only keys older than the run's time: the same forced input twice rotates once.
@@ -262,13 +310,8 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
         decision.record_inactive = record
         return decision
 
-    if secret_stale:
-        return Decision(
-            user,
-            "blocked",
-            f"its secret holds key {secret.key_id}, which is not an Active key of the user, so consumers reading "
-            "the secret are locked out: re-activate that key, or run on demand with force to store a new one",
-        )
+    if lost := _secret_lost(user, secret, secret_stale, active):
+        return Decision(user, "attention", lost)
 
     decision = Decision(user, "unchanged", "nothing is due", record_inactive=record)
     if not secret_healthy:
@@ -299,7 +342,7 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
         if others:
             decision.deactivate_key_id = others[0].id
             decision.verify_key_id = current.id
-            record[others[0].id] = now
+            record[others[0].id] = recorded_at
             notes.append(
                 f"key {others[0].id} deactivated: the current key {current.id} is {_days(current_age)} old "
                 f"(install window {_days(policy.install_window)})"
@@ -315,6 +358,97 @@ def _decide(user, keys, secret, now, policy, force) -> Decision:
         decision.outcome = "retire"
         decision.reason = "; ".join(notes)
     return decision
+
+
+def _fresh_key_advice(user: str, active: list[Key]) -> str:
+    """How a person has the workflow store a fresh key for ``user``, from the keys it has now."""
+    run = f'run on demand with {{"users": ["{user}"], "force": true}} to store a fresh key'
+    if len(active) >= 2:
+        return f"deactivate whichever of {' and '.join(k.id for k in active)} no consumer uses (IAM allows two keys), then {run}"
+    return run
+
+
+def _secret_lost(user: str, secret: Secret, stale: bool, active: list[Key]) -> str | None:
+    """Why consumers reading the user's secret may be locked out by a change made by hand, and the fix; or None."""
+    fix = _fresh_key_advice(user, active)
+    its_secret = f"its secret {secret.name}" if secret.name else "its secret"
+    if stale:
+        return (
+            f"{its_secret} holds key {secret.key_id}, which is not an Active key of the user, so consumers reading "
+            f"the secret are locked out, and nothing is retired: re-activate that key (aws iam update-access-key "
+            f"--user-name {user} --access-key-id {secret.key_id} --status Active), or {fix}"
+        )
+    if secret.foreign:
+        return (
+            f"{its_secret} was last written outside this workflow (its AWSCURRENT version is not "
+            f"{SECRET_VERSION_PREFIX}<key id>), so which key its consumers get is unknown: if it is not a working key "
+            f"of {user}, they are locked out. Nothing is retired until the workflow stores a key again: {fix}"
+        )
+    if not secret.exists and secret.recorded:
+        moved = (
+            f" The key is now kept in {secret.name} (the user was renamed, or SecretNamePrefix changed): point "
+            f"consumers there, and delete {secret.recorded} if it still exists."
+            if secret.name and secret.recorded != secret.name
+            else ""
+        )
+        return (
+            f"its secret {secret.recorded}, in which this workflow stored the user's key, no longer exists (deleted "
+            f"without a recovery window), so its consumers are locked out, and nothing is retired: {fix}.{moved}"
+        )
+    return None
+
+
+def _within_tag_quota(decision: Decision, tag_keys: frozenset[str] | None) -> Decision:
+    """Block a user whose tags this run would take past IAM's quota: better before anything changes than a
+    TagUser that fails half-way."""
+    if tag_keys is None:
+        return decision
+    adding = {inactive_since_tag(k) for k in decision.record_inactive} | ({SECRET_TAG} if decision.rotate else set())
+    adding -= tag_keys
+    if len(tag_keys) + len(adding) <= MAX_TAGS_PER_USER:
+        return decision
+    excess = len(tag_keys) + len(adding) - MAX_TAGS_PER_USER
+    return Decision(
+        decision.user,
+        "blocked",
+        f"{decision.reason}; but the user has {len(tag_keys)} tags, IAM allows {MAX_TAGS_PER_USER}, and this run must "
+        f"add {len(adding)} to keep its records ({', '.join(sorted(adding))}): remove {excess} tag(s) the user no "
+        "longer needs (aws iam untag-user); nothing was changed, and the next run goes on",
+    )
+
+
+def left_rotation(user: str, keys: list[Key] | None, secret: Secret, why: str) -> Decision | None:
+    """A secret the workflow wrote whose user is no longer managed (``why``: untagged, moved off UserPath,
+    deleted when ``keys`` is None): what a person must finish, or None when nothing is left half done."""
+    if secret.scheduled_for_deletion or secret.key_id is None:
+        return None  # on its way out, or not the workflow's
+    if keys is None:
+        return Decision(
+            user,
+            "attention",
+            f"{why}, but its secret {secret.name} still holds its key {secret.key_id}, which no longer works: delete "
+            f"the secret once nothing reads it (aws secretsmanager delete-secret --secret-id {secret.name})",
+        )
+    held = next((k for k in keys if k.id == secret.key_id), None)
+    others = [k for k in keys if k is not held]
+    if held is not None and held.active and not others:
+        return None  # steady: its one key is in the secret; it simply is not rotated any more
+    states = ", ".join(
+        f"{k.id} ({'Active' if k.active else 'Inactive'}{', in the secret' if k is held else ''})" for k in keys
+    ) or "none"
+    finish = (
+        f"deactivate {' and '.join(k.id for k in others if k.active)} once no consumer uses it, then delete it"
+        if any(k.active for k in others)
+        else f"delete {' and '.join(k.id for k in others)} once you no longer need it as a fallback"
+        if others
+        else f"re-activate {secret.key_id} or store a working key in {secret.name}"
+    )
+    return Decision(
+        user,
+        "attention",
+        f"{why}, with its rotation unfinished: keys {states}. Nothing is rotated or retired for it any more: bring "
+        f"it back into scope and the next run finishes the work, or finish by hand: {finish}",
+    )
 
 
 def _add_notices(decision: Decision, current: Key, active: list[Key], now: datetime, policy: Policy, healthy: bool) -> None:
@@ -353,7 +487,10 @@ def parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError(f"time {value!r} has no zone: end it with Z for UTC")
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # year 1 or 9999 with an offset: outside what a datetime holds in UTC
+        raise ValueError(f"time {value!r} is out of range") from None
 
 
 def iam_seconds(moment: datetime) -> datetime:
@@ -379,12 +516,15 @@ def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
 
     moment = None
     time_value = raw.get("time", start_time)
+    started = iam_seconds(parse_time(start_time)) if start_time else None
     try:
-        moment = parse_time(time_value)
-    except (ValueError, TypeError):
-        problems.append(f'"time" must be an ISO-8601 UTC time such as "2026-01-01T00:00:00Z", got {time_value!r}')
+        moment = iam_seconds(parse_time(time_value))  # IAM's dates are whole seconds: so are the run's ages
+    except (ValueError, TypeError) as error:
+        problems.append(
+            f'"time" must be an ISO-8601 UTC time such as "2026-01-01T00:00:00Z", got {time_value!r}'
+            + (" (out of range)" if "out of range" in str(error) else "")
+        )
     else:
-        started = parse_time(start_time) if start_time else None
         if started and moment > started + MAX_CLOCK_SKEW:
             # A future "time" would age every key at once: rotations, and deactivations inside the install window.
             problems.append(
@@ -401,7 +541,10 @@ def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
             bad = [u for u in users if not USER_NAME_PATTERN.fullmatch(u)]
             if bad:
                 problems.append(f'"users" holds names that are not IAM user names: {", ".join(map(repr, bad))}')
-            users = tuple(dict.fromkeys(users))
+            firsts: dict[str, str] = {}  # IAM names ignore letter case: "Alice" and "alice" are one user, acted on once
+            for name in users:
+                firsts.setdefault(user_key(name), name)
+            users = tuple(firsts.values())
 
     for flag in ("force", "dryRun"):
         if flag in raw and not isinstance(raw[flag], bool):
@@ -418,6 +561,7 @@ def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
         force=force,
         dry_run=raw.get("dryRun") is True,
         scheduled="users" not in raw,
+        started=started,
     )
 
 

@@ -22,7 +22,12 @@ MAX_FAILURE_CAUSE_CHARS = 8_000
 
 _DONE = {"rotate": "rotated", "retire": "retired", "record": "noted", "grant": "granted"}
 _PLANNED = {"rotate": "would-rotate", "retire": "would-retire", "record": "would-note", "grant": "would-grant"}
-_NEWSWORTHY = {"rotated", "retired", "blocked", "failed", "granted", "would-rotate", "would-retire", "would-grant"}
+_NEWSWORTHY = {"rotated", "retired", "blocked", "attention", "failed", "granted", "would-rotate", "would-retire", "would-grant"}
+# What a person must act on, listed first wherever users are listed.
+_PROBLEMS = ("failed", "attention", "blocked")
+# How the subject line counts each outcome.
+_COUNTED = {"rotated": "rotated", "retired": "retired", "granted": "granted", "blocked": "blocked",
+            "attention": "need attention", "failed": "failed"}
 
 
 def plan_item(decision: decisions.Decision, secret_name: str, key_ids: list[str]) -> dict:
@@ -65,11 +70,13 @@ def build(event: dict, settings) -> dict:
         else:
             users.append(_success_entry(item, result, settings))
     users += [_entry(b, "blocked", b["reason"]) for b in plan.get("blocked", [])]
+    users += [_entry(a, "attention", a["reason"]) for a in plan.get("attention", [])]
     users += [_entry(u, "failed", u["reason"]) for u in plan.get("unreadable", [])]
 
-    counts = {name: sum(u["outcome"] == name for u in users) for name in ("rotated", "retired", "granted", "blocked", "failed")}
+    counts = {name: sum(u["outcome"] == name for u in users) for name in _COUNTED}
     # Users past the plan's list caps are counted, not listed.
     counts["blocked"] += max(0, plan.get("blockedUsers", 0) - len(plan.get("blocked", [])))
+    counts["attention"] += max(0, plan.get("attentionUsers", 0) - len(plan.get("attention", [])))
     counts["failed"] += max(0, plan.get("unreadableUsers", 0) - len(plan.get("unreadable", [])))
     newsworthy = [u for u in users if u["outcome"] in _NEWSWORTHY]
     detailed = {id(u) for u in _problems_first(newsworthy)[:MAX_DETAILED_USERS]}
@@ -95,7 +102,9 @@ def build(event: dict, settings) -> dict:
         "summaryText": _summary_text(summary),
     }
     report["notify"] = bool(
-        settings.sender_email and settings.notification_emails and (summary["users"] or run_error or counts["blocked"] or counts["failed"])
+        settings.sender_email
+        and settings.notification_emails
+        and (summary["users"] or run_error or counts["blocked"] or counts["attention"] or counts["failed"])
     )
     report["ownerEmails"] = owner_emails(plan, newsworthy, summary, settings) if settings.sender_email else []
     return report
@@ -110,7 +119,7 @@ def _summary_text(summary: dict) -> str:
 
 
 def _problems_first(entries: list[dict]) -> list[dict]:
-    return sorted(entries, key=lambda u: u["outcome"] not in ("failed", "blocked"))
+    return sorted(entries, key=lambda u: u["outcome"] not in _PROBLEMS)
 
 
 def _compact(entry: dict, detailed: bool) -> dict:
@@ -124,7 +133,7 @@ def _compact(entry: dict, detailed: bool) -> dict:
 def owner_emails(plan: dict, newsworthy: list[dict], summary: dict, settings) -> list[dict]:
     """One email per key owner (the user's owner tag) with their users' news and advance notices only."""
     owners = {}
-    for entry in plan.get("actions", []) + plan.get("blocked", []) + plan.get("notices", []):
+    for entry in plan.get("actions", []) + plan.get("blocked", []) + plan.get("attention", []) + plan.get("notices", []):
         if entry.get("owner"):
             owners[entry["user"]] = entry["owner"]
     by_owner: dict[str, list[str]] = {}
@@ -226,7 +235,7 @@ def _cause(error: dict) -> str:
 
 
 def _subject(summary: dict) -> str:
-    parts = [f"{summary[k]} {k}" for k in ("rotated", "retired", "granted", "blocked", "failed") if summary[k]]
+    parts = [f"{summary[k]} {label}" for k, label in _COUNTED.items() if summary[k]]
     if summary.get("error"):
         parts.append("run failed")
     prefix = "[dry run] " if summary["dryRun"] else ""
@@ -253,9 +262,9 @@ def _body(summary: dict, newsworthy: list[dict], settings) -> str:
         lines += user_paragraph({**u, "detail": u["detail"][:MAX_DETAIL_CHARS]}) + [""]
     if len(newsworthy) > MAX_DETAILED_USERS:
         lines += [f"... and {len(newsworthy) - MAX_DETAILED_USERS} more users: the execution's output lists them all.", ""]
-    hidden = summary["blocked"] + summary["failed"] - sum(u["outcome"] in ("blocked", "failed") for u in newsworthy)
+    hidden = sum(summary[k] for k in _PROBLEMS) - sum(u["outcome"] in _PROBLEMS for u in newsworthy)
     if hidden:
-        lines += [f"{hidden} more blocked or failed users are not listed here: the next runs report them.", ""]
+        lines += [f"{hidden} more failed, blocked or attention users are not listed here: the next runs report them.", ""]
     lines += [
         "Keys are stored in Secrets Manager; this message never contains a secret.",
         "A key deactivated by mistake can be re-activated until it is deleted:",
