@@ -30,7 +30,7 @@ def account_with(*users, parameters=NOTIFYING, verified=("rotation@example.com",
     """A fixture of users given as (name, [keys]) or (name, [keys], tags, path)."""
     specs = []
     for name, keys, *rest in users:
-        tags, path = (rest + [MANAGED, "/"])[:2] if rest else (MANAGED, "/")
+        tags, path = (rest + [MANAGED, "/"][len(rest) :])[:2]
         specs.append({"name": name, "keys": list(keys), "tags": tags, "path": path})
     return {"start": START, "parameters": dict(parameters), "verifiedEmails": list(verified), "users": specs}
 

@@ -71,10 +71,15 @@ def handler(event, context):
                 "seconds to be accepted; a deactivated or deleted key never is: re-activate it, or " + FIX
             ) from None
         raise
-    if arn.rsplit("/", 1)[-1] != user or ":user/" not in arn:
+    if not _same_user(arn.rsplit("/", 1)[-1], user) or ":user/" not in arn:
         raise StoredKeyUnusable(f"key {key_id} in secret {secret_name} authenticates as {arn}, not as user {user}")
     logger.info("user %s: key %s in %s authenticates as %s", user, key_id, secret_name, arn)
     return {"user": user, "keyId": key_id, "authenticatesAs": arn}
+
+
+def _same_user(name: object, user: str) -> bool:
+    """IAM user names ignore letter case: a secret written for "app" still holds a key of the user renamed "App"."""
+    return isinstance(name, str) and name.lower() == user.lower()
 
 
 def _stored_credentials(secret_name: str, user: str, key_id: str) -> dict:
@@ -96,7 +101,7 @@ def _stored_credentials(secret_name: str, user: str, key_id: str) -> dict:
             '({"Version": 1, "UserName", "AccessKeyId", "SecretAccessKey"}): store key '
             f"{key_id}'s secret in it by hand, or {FIX}"
         ) from None
-    if credentials.get("UserName", user) != user:
+    if not _same_user(credentials.get("UserName", user), user):
         raise StoredKeyUnusable(
             f"secret {secret_name} holds a key of user {credentials['UserName']}, not of {user}: {FIX}"
         )
