@@ -19,7 +19,7 @@ run: $(READY) ## walk the demo account through the rotation lifecycle on the off
 	$(BIN)/python -m emulator
 
 test: $(READY) $(CHECKOV_READY) ## lint the template and ASL, checkov, then every test (decisions, handler, state machine on the emulator)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 lint: $(READY) ## cfn-lint and sam validate --lint (the tests run them too)
 	$(BIN)/cfn-lint template.yaml
@@ -66,3 +66,7 @@ diagram: $(READY) ## redraw the state machine's Mermaid diagram in README.md fro
 .PHONY: bench
 bench: $(READY) ## benchmark one scheduled run for 100, 1,000 and 10,000 users (BENCH_ARGS="--fleets 100,1000 --json")
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+.PHONY: soak
+soak: $(READY) ## explore the rotation over months far longer than make test (SOAK_ARGS="--steps 20000")
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -155,6 +155,17 @@ def account_keys() -> dict[str, dict[str, str]]:
     return {user.name: {k.access_key_id: k.status for k in user.access_keys} for user in list(_iam_backend().users.values())}
 
 
+def users_in_scope(path: str, tag_key: str, tag_value: str) -> dict[str, dict[str, str]]:
+    """The users decisions.is_managed counts in, with their tags (from moto's store, as above)."""
+    backend = _iam_backend()
+    found = {}
+    for user in list(backend.users.values()):
+        tags = backend.tagger.get_tag_dict_for_resource(user.arn)
+        if decisions.is_managed(user.path, tags, path, tag_key, tag_value):
+            found[user.name] = tags
+    return found
+
+
 def workflow_secrets(prefix: str) -> dict[str, SecretState]:
     """Every secret under the prefix, scheduled for deletion or not, by name (from moto's store, as above)."""
     from moto.secretsmanager.models import secretsmanager_backends

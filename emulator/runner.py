@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from unittest import mock
 import boto3
 import decisions
 from moto import mock_aws
+from moto.moto_api._internal import mock_random
 
 from . import account, stack
 from .faithful_moto import Clock, Recorder, faithful_moto
@@ -50,6 +52,7 @@ class Run:
     secrets_before: dict[str, account.SecretState] = field(default_factory=dict)  # every workflow secret by name
     secrets_after: dict[str, account.SecretState] = field(default_factory=dict)
     mismatched_values: list[str] = field(default_factory=list)  # secrets it wrote whose value names another key
+    input: object = None  # the execution input, parsed (None when it was not JSON)
 
     def states_entered(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
@@ -86,11 +89,15 @@ class Emulator:
         self.recorder = Recorder()
         self._stack = contextlib.ExitStack()
         self.runs: list[Run] = []
+        self._run_numbers = itertools.count(1)
 
     def __enter__(self) -> Emulator:
         try:
             self._stack.enter_context(mock.patch.dict(os.environ, FAKE_ENVIRONMENT))
             self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
+            # moto draws every id (key ids, secret keys, version ids) from one generator: seeded, the same fixture
+            # gives the same ids, so outputs diff cleanly and a failing example replays exactly.
+            mock_random.seed(self.fixture.get("seed", 0))
             # Patched before the deployment, so CreateStateMachine's validation uses the parsed-once ASL (~0.9 s).
             functions: dict = {}
             self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder))
@@ -135,7 +142,7 @@ class Emulator:
 
     def start(self, execution_input: dict | str | None) -> Run:
         """Start one execution at the clock's time and return it finished (executions run synchronously)."""
-        name = f"run-{len(self.runs) + 1:03d}"
+        name = f"run-{next(self._run_numbers):03d}"  # numbered as started: two may run at once
         raw = execution_input if isinstance(execution_input, str) else json.dumps(
             {} if execution_input is None else execution_input
         )
@@ -169,8 +176,24 @@ class Emulator:
             if state.current_key and getattr(secrets_before.get(name), "current_version", None) != state.current_version
             and not account.secret_value_matches(name, self.secret_prefix)
         ]
+        with contextlib.suppress(ValueError):
+            run.input = json.loads(raw)
         self.runs.append(run)
         return run
+
+    def account_users(self) -> dict[str, dict[str, str]]:
+        """Every IAM user of the account now, by IAM's spelling, with its keys' statuses."""
+        return account.account_keys()
+
+    def managed_users(self) -> dict[str, dict[str, str]]:
+        """The users the stack manages now (under UserPath, with the scope tag), with their tags."""
+        return account.users_in_scope(
+            self.deployment.parameters["UserPath"], self.deployment.parameters["UserTagKey"], self.deployment.parameters["UserTagValue"]
+        )
+
+    def workflow_secrets(self) -> dict[str, account.SecretState]:
+        """Every secret under the stack's prefix now, by name."""
+        return account.workflow_secrets(self.secret_prefix)
 
     @property
     def issued_secrets(self) -> set[str]:

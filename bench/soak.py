@@ -1,0 +1,62 @@
+"""make soak: the rotation over months (emulator/model.py), explored far longer than make test does.
+
+Runs batches of Hypothesis examples until at least --steps steps were taken, then prints what was explored: examples,
+steps by kind, runs by status, users by outcome. A broken invariant stops it with the failing example as a short
+program (save it as a test in tests/test_model.py) and exit status 1. Not part of make test: it takes minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from emulator.model import EXPLORED, RotationModel
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=10_000, help="explore at least this many steps (default 10,000)")
+    parser.add_argument("--steps-per-example", type=int, default=50, help="the longest a month-long story runs (default 50)")
+    arguments = parser.parse_args(argv)
+
+    began = time.monotonic()
+    budget = settings(
+        max_examples=20,
+        stateful_step_count=arguments.steps_per_example,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
+    try:
+        while sum(EXPLORED.steps.values()) < arguments.steps:
+            run_state_machine_as_test(RotationModel, settings=budget)
+            print(f"  ... {sum(EXPLORED.steps.values()):,} steps, {EXPLORED.runs:,} runs", file=sys.stderr, flush=True)
+    except Exception:
+        _report(began, failed=True)
+        raise
+    _report(began, failed=False)
+    return 0
+
+
+def _report(began: float, failed: bool) -> None:
+    minutes = (time.monotonic() - began) / 60
+    print(f"\nmake soak: {EXPLORED.examples:,} examples, {sum(EXPLORED.steps.values()):,} steps, {EXPLORED.runs:,} runs "
+          f"in {minutes:.1f} min: " + ("AN INVARIANT BROKE (the failing example is above)" if failed else "every invariant held"))
+    print("\nSteps taken:")
+    for kind, count in EXPLORED.steps.most_common():
+        print(f"  {kind:<26}{count:>8,}")
+    print("\nRuns ended:")
+    for status, count in EXPLORED.statuses.most_common():
+        print(f"  {status:<26}{count:>8,}")
+    print("\nUsers in the runs' reports, by outcome:")
+    for outcome, count in EXPLORED.outcomes.most_common():
+        print(f"  {outcome:<26}{count:>8,}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""The rotation over months of a real account, as a Hypothesis state machine: what an account sees, in any order.
+
+Each example deploys the real template into a fresh emulated account and then takes steps, chosen by Hypothesis:
+scheduled runs days apart, forced and dry runs, two runs at once, runs in which one AWS call fails (once, or for the
+whole run, or takes effect and loses its response), and a person at work between runs: keys created, deactivated,
+re-activated or deleted by hand, secrets overwritten or deleted, users untagged, re-tagged, moved, renamed in
+case or deleted. After every run, the README's invariants are checked on what the run did
+(Emulator.invariant_violations), and every text it published is scanned for every secret IAM ever issued.
+
+tests/test_model.py runs a bounded number of examples in ``make test``; ``make soak`` (bench/soak.py) runs many
+and prints what it explored. A failing example Hypothesis finds is printed as a short program: save it as a
+regular test in tests/test_model.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+
+import boto3
+import decisions
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+
+from .faults import failing, in_state
+from .runner import Emulator, Run
+
+START = "2026-01-05T06:00:00Z"
+# Short windows, so that a few dozen steps see whole lifecycles: rotate, install, deactivate, recover, delete.
+PARAMETERS = {
+    "MaxKeyAgeDays": "20", "InstallWindowDays": "3", "RecoveryWindowDays": "3", "NoticeDays": "2",
+    "SenderEmail": "rotation@example.com", "NotificationEmails": "team@example.com",
+    "ParallelUsers": "1",  # one user at a time: a replayed example then makes the same calls in the same order
+}
+SCOPE_TAG = {"KeyRotation": "enabled"}
+OWNER_TAG = {"KeyOwnerEmail": "owner@example.com"}
+
+# One AWS call that fails during a run: (service, moto backend method, error code, took effect first).
+FAULTS = [
+    ("iam", "create_access_key", "ServiceFailure", False),
+    ("iam", "create_access_key", "ServiceFailure", True),
+    ("secretsmanager", "put_secret_value", "InternalServiceError", False),
+    ("secretsmanager", "put_secret_value", "InternalServiceError", True),
+    ("secretsmanager", "create_secret", "InternalServiceError", False),
+    ("iam", "update_access_key", "ServiceFailure", False),
+    ("iam", "delete_access_key", "ServiceFailure", False),
+    ("iam", "tag_user", "ServiceFailure", False),
+    ("iam", "untag_user", "Throttling", False),
+    ("iam", "list_access_keys", "Throttling", False),
+    ("secretsmanager", "list_secrets", "InternalServiceError", False),
+    ("sts", "get_caller_identity", "InvalidClientTokenId", False),
+    ("lambda", "invoke", "ServiceException", False),
+    ("ses", "send_email", "Throttling", False),
+]
+
+# A user as first seeded: its keys' (age in days, status, held by its secret).
+KEY_SHAPES = st.sampled_from(
+    [
+        [],
+        [(0, "Active", True)],
+        [(1, "Active", False)],
+        [(2, "Active", True), (1, "Inactive", False)],
+        [(3, "Active", True), (4, "Active", False)],
+        [(5, "Active", False), (6, "Active", False)],
+    ]
+)
+AGES = st.integers(min_value=0, max_value=40)
+DAYS = st.sampled_from([0, 1, 2, 3, 5, 8])
+# How often each kind of step comes up: a real account sees mostly scheduled runs, and people rarely delete users.
+RUNS = ["scheduled_run"] * 4 + ["forced_run", "dry_run", "run_with_a_failing_call", "run_with_a_failing_call", "two_runs_at_once"]
+EDITS = [
+    "set_a_key_status", "create_a_key", "set_a_key_status", "delete_a_key", "overwrite_a_secret", "delete_a_secret",
+    "tag_or_untag_a_user", "move_a_user", "rename_a_user_in_case", "onboard_a_user", "delete_a_user",
+]
+
+
+@st.composite
+def accounts(draw) -> dict:
+    """Three managed users and one out of scope, with keys of any shape and age."""
+    users = []
+    for name in ("app", "ci", "etl", "other"):
+        shape = draw(KEY_SHAPES)
+        ages = sorted(draw(st.lists(AGES, min_size=len(shape), max_size=len(shape), unique=True)), reverse=True)
+        keys = [
+            {"ageDays": age, "status": status, "inSecret": held}
+            for age, (_, status, held) in zip(ages, shape)
+        ]
+        if len([k for k in keys if k["inSecret"]]) > 1:
+            keys = [{**k, "inSecret": k is keys[-1]} for k in keys]
+        tags = {} if name == "other" else {**SCOPE_TAG, **(OWNER_TAG if draw(st.booleans()) else {})}
+        users.append({"name": name, "tags": tags, "keys": keys})
+    return {"start": START, "parameters": PARAMETERS, "verifiedEmails": ["rotation@example.com"], "users": users}
+
+
+class Explored:
+    """What the examples did, for ``make soak`` to print."""
+
+    def __init__(self):
+        self.examples = 0
+        self.steps = Counter()
+        self.runs = 0
+        self.outcomes = Counter()
+        self.statuses = Counter()
+
+
+EXPLORED = Explored()
+
+
+
+def _summary(run: Run) -> dict | None:
+    if run.output is not None:
+        return None if run.output.get("skipped") else run.output
+    if run.cause and "Summary: " in run.cause:
+        return json.loads(run.cause.split("Summary: ", 1)[1])
+    return None
+
+
+class RotationModel(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.aws: Emulator | None = None
+
+    @initialize(fixture=accounts())
+    def deploy(self, fixture):
+        self.aws = Emulator(fixture).__enter__()
+        EXPLORED.examples += 1
+
+    def teardown(self):
+        if self.aws is not None:
+            self.aws.__exit__(None, None, None)
+
+    # --- what happens between two checks: a run, or a person at work -------------------------------------------
+
+    @rule(data=st.data())
+    def a_run(self, data):
+        kind = data.draw(st.sampled_from(RUNS), label="run")
+        EXPLORED.steps[kind] += 1
+        getattr(self, kind)(data)
+
+    @rule(data=st.data())
+    def a_person_changes_the_account(self, data):
+        edit = data.draw(st.sampled_from(EDITS), label="edit")
+        EXPLORED.steps[edit] += 1
+        getattr(self, edit)(data)
+
+    # --- runs ----------------------------------------------------------------------------------------------------
+
+    def scheduled_run(self, data):
+        self.aws.advance(data.draw(DAYS, label="days later"))
+        self._check(self.aws.scheduled_run())
+
+    def forced_run(self, data):
+        users = self._users()
+        names = sorted({self._pick(users, data) for _ in range(data.draw(st.integers(1, 2), label="users"))} - {None})
+        if names and data.draw(st.booleans(), label="one named twice, in another case"):
+            names.append(names[0].swapcase())
+        execution_input = {"users": names or ["nobody"], "force": True}
+        if data.draw(st.booleans(), label="at the scheduled time"):
+            execution_input["time"] = decisions.format_time(self.aws.schedule)
+        self._check(self.aws.start(execution_input))
+
+    def dry_run(self, data):
+        run = self.aws.start({**self.aws.scheduled_input(), "dryRun": True})
+        assert (run.keys_after, run.secrets_after) == (run.keys_before, run.secrets_before), "a dry run changed something"
+        self._check(run)
+
+    def run_with_a_failing_call(self, data):
+        service, method, code, after = data.draw(st.sampled_from(FAULTS), label="failing call")
+        lasting = data.draw(st.booleans(), label="for the whole run")
+        self.aws.advance(data.draw(DAYS, label="days later"))
+        with failing(service, method, code, times=None if lasting else 1, after=after, runs_only=True):
+            self._check(self.aws.scheduled_run())
+
+    def two_runs_at_once(self, data):
+        """Run A pauses right after its plan; run B starts meanwhile and must change nothing."""
+        paused, release, first = threading.Event(), threading.Event(), []
+
+        def hold_the_first():
+            if not first:
+                first.append(True)
+                paused.set()
+                release.wait(30)
+
+        runs: list[Run] = []
+        with in_state("Dry run?", before=hold_the_first):
+            a = threading.Thread(target=lambda: runs.append(self.aws.scheduled_run()), daemon=True)
+            a.start()
+            if paused.wait(10):
+                b = self.aws.start({"users": self._users()[:1] or ["nobody"], "force": True})
+                assert b.output and b.output.get("skipped") is True, f"run B went ahead while A was running: {b.output}"
+                assert (b.keys_after, b.secrets_after) == (b.keys_before, b.secrets_before), "run B changed something"
+                self._check(b)
+            release.set()
+            a.join(60)
+        assert not a.is_alive(), "run A never finished"
+        for run in runs:
+            self._check(run)
+
+    # --- a person at work ----------------------------------------------------------------------------------------
+
+    def create_a_key(self, data):
+        user = self._pick(self._users(), data)
+        if user and len(self._keys(user)) < 2:
+            self._iam().create_access_key(UserName=user)
+
+    def set_a_key_status(self, data):
+        user = self._pick(self._users(), data)
+        key = self._pick(self._keys(user), data) if user else None
+        if key:
+            status = data.draw(st.sampled_from(["Active", "Inactive"]), label="status")
+            self._iam().update_access_key(UserName=user, AccessKeyId=key, Status=status)
+
+    def delete_a_key(self, data):
+        user = self._pick(self._users(), data)
+        key = self._pick(self._keys(user), data) if user else None
+        if key:
+            self._iam().delete_access_key(UserName=user, AccessKeyId=key)
+
+    def overwrite_a_secret(self, data):
+        name = self._pick(self._secrets(), data)
+        if name is None:
+            return
+        sm = boto3.client("secretsmanager")
+        value = data.draw(st.sampled_from(["text", "another user's key", "the previous version"]), label="value")
+        if value == "text":
+            sm.put_secret_value(SecretId=name, SecretString="see the wiki")
+        elif value == "another user's key":
+            other = next((u for u in self._users() if self._keys(u)), None)
+            if other:
+                key = self._keys(other)[0]
+                sm.put_secret_value(SecretId=name, SecretString=json.dumps({"UserName": other, "AccessKeyId": key, "SecretAccessKey": "x"}))
+        else:  # AWSCURRENT moved back to the previous version, as the recovery advice allows
+            stages = sm.describe_secret(SecretId=name).get("VersionIdsToStages", {})
+            current = next((v for v, s in stages.items() if "AWSCURRENT" in s), None)
+            previous = next((v for v, s in stages.items() if "AWSPREVIOUS" in s), None)
+            if current and previous:
+                sm.update_secret_version_stage(SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=previous, RemoveFromVersionId=current)
+
+    def delete_a_secret(self, data):
+        name = self._pick(self._secrets(), data)
+        if name is not None:
+            sm = boto3.client("secretsmanager")
+            if data.draw(st.booleans(), label="with a recovery window"):
+                sm.delete_secret(SecretId=name, RecoveryWindowInDays=7)
+            else:
+                sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+
+    def tag_or_untag_a_user(self, data):
+        user = self._pick(self._users(), data)
+        if user and data.draw(st.booleans(), label="tag"):
+            self._iam().tag_user(UserName=user, Tags=[{"Key": k, "Value": v} for k, v in SCOPE_TAG.items()])
+        elif user:
+            self._iam().untag_user(UserName=user, TagKeys=list(SCOPE_TAG))
+
+    def move_a_user(self, data):
+        user = self._pick(self._users(), data)
+        if user:
+            self._iam().update_user(UserName=user, NewPath=data.draw(st.sampled_from(["/", "/retired/"]), label="path"))
+
+    def rename_a_user_in_case(self, data):
+        user = self._pick(self._users(), data)
+        if user:
+            self._iam().update_user(UserName=user, NewUserName=user.swapcase())
+
+    def delete_a_user(self, data):
+        user = self._pick(self._users(), data)
+        if user:  # as a person must: its keys first
+            for key in self._keys(user):
+                self._iam().delete_access_key(UserName=user, AccessKeyId=key)
+            self._iam().delete_user(UserName=user)
+
+    def onboard_a_user(self, data):
+        name = f"new-{len(self._users())}"
+        if name.lower() not in {u.lower() for u in self._users()}:
+            self._iam().create_user(UserName=name, Tags=[{"Key": k, "Value": v} for k, v in SCOPE_TAG.items()])
+            if data.draw(st.booleans(), label="with a key"):
+                self._iam().create_access_key(UserName=name)
+
+    # --- the checks ----------------------------------------------------------------------------------------------
+
+    def _check(self, run: Run) -> None:
+        EXPLORED.runs += 1
+        EXPLORED.statuses[run.status] += 1
+        for user in (run.output or {}).get("users", []):
+            EXPLORED.outcomes[user["outcome"]] += 1
+        violations = self.aws.invariant_violations(run)
+        assert violations == [], f"{run.name} broke an invariant: {violations}"
+        assert self.aws.leaked_texts(run) == [], f"{run.name} published secret material"
+        assert run.status in ("SUCCEEDED", "FAILED"), f"{run.name} ended {run.status}"
+        unreported = self._broken_by_hand_and_unreported(run)
+        assert unreported == [], f"{run.name} was silent about users whose secret a person broke: {unreported}"
+
+    def _broken_by_hand_and_unreported(self, run: Run) -> list[str]:
+        """Managed users whose secret, before a scheduled run, held no working key (overwritten, deleted, or its
+        key deactivated or deleted by hand) and whom the run's report does not name."""
+        summary = _summary(run)
+        if summary is None or summary.get("error") or "users" in (run.input or {}):
+            return []  # skipped, failed as a whole (loudly: FAILED, the alarm), or restricted to the users it names
+        named = {decisions.user_key(u["user"]) for u in summary.get("users", [])}
+        prefix, users = self.aws.secret_prefix, self.aws.managed_users()
+        secrets = {decisions.user_key(n[len(prefix):]): s for n, s in run.secrets_before.items()}
+        broken = []
+        for user, tags in users.items():
+            secret = secrets.get(decisions.user_key(user))
+            keys = next((ks for u, ks in run.keys_before.items() if decisions.user_key(u) == decisions.user_key(user)), {})
+            if secret is None:
+                lost = decisions.SECRET_TAG in tags  # the workflow stored a key there, and it is gone
+            elif secret.deleted:
+                lost = True
+            else:
+                lost = secret.current_version is not None and keys.get(secret.current_key) != "Active"
+            if lost and decisions.user_key(user) not in named:
+                broken.append(user)
+        return broken
+
+    # --- the account, as a person sees it ------------------------------------------------------------------------
+
+    @staticmethod
+    def _iam():
+        return boto3.client("iam")
+
+    def _users(self) -> list[str]:
+        return sorted(self.aws.account_users())
+
+    def _keys(self, user: str) -> list[str]:
+        return sorted(self.aws.account_users().get(user, {}))
+
+    def _secrets(self) -> list[str]:
+        return sorted(n for n, s in self.aws.workflow_secrets().items() if not s.deleted)
+
+    @staticmethod
+    def _pick(choices: list[str], data) -> str | None:
+        return data.draw(st.sampled_from(choices), label="which") if choices else None
