@@ -169,7 +169,7 @@ def make_fleet(size: int, policy: decisions.Policy, seed: int = 1) -> list[UserS
 def seed_fleet(specs: list[UserSpec], now: datetime, parameters: dict[str, str], policy: decisions.Policy) -> None:
     """Create the users, keys, tags and secrets straight in moto's backends (the API would take minutes at
     10,000 users). The result is what account.seed makes from a fixture: keys backdated, each stored key a
-    secret version named for it, an Inactive key's inactive-since tag."""
+    secret version named for it and the user's key-rotation:secret tag, an Inactive key's inactive-since tag."""
     from moto.iam.models import iam_backends
     from moto.secretsmanager.models import secretsmanager_backends
 
@@ -200,6 +200,7 @@ def seed_fleet(specs: list[UserSpec], now: datetime, parameters: dict[str, str],
             continue
         stored.append(current)
         secret_name = parameters["SecretNamePrefix"] + spec.name
+        iam.tag_user(spec.name, [{"Key": decisions.SECRET_TAG, "Value": secret_name}])  # as the workflow tags it
         for n, key in enumerate(stored):  # the last one written is AWSCURRENT, the one before AWSPREVIOUS
             value = json.dumps(
                 {"Version": 1, "UserName": spec.name, "AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key}
@@ -585,7 +586,7 @@ def figures(
         )
 
     output = find_report(measured.events) or measured.output or {}
-    summary_counts = {k: output[k] for k in ("managedUsers", "unchangedUsers", "deferredUsers", "rotated", "retired", "blocked", "failed") if isinstance(output.get(k), int)}
+    summary_counts = {k: output[k] for k in ("managedUsers", "unchangedUsers", "deferredUsers", "rotated", "retired", "blocked", "attention", "failed") if isinstance(output.get(k), int)}
     planning = sum(i.seconds for i in measured.invocations if i.phase == "plan")
     sizes = [
         size

@@ -55,7 +55,8 @@ examples:
 EXIT_STATUS = """\
 exit status (demo and run):
   0  every run SUCCEEDED, the invariants held and no secret appeared anywhere. A user reported BLOCKED
-     does not count against this: its run succeeds, as it does in AWS, and the email says what to do.
+     or ATTENTION does not count against this: its run succeeds, as it does in AWS, and the email says
+     what to do.
   1  a run did not succeed (FAILED: rejected input, or a user whose step failed, which raises the
      alarm in AWS); the invariants held and no secret leaked
   2  usage or input error: an unknown option, command or template parameter, a bad --days or --param,
@@ -587,7 +588,7 @@ def _print_run(aws: Emulator, run: Run, title: str) -> None:
         for line in email.body.splitlines():
             print(f"    | {line}".rstrip())
     if not run.emails:
-        print("  No email: nothing changed, blocked or failed.")
+        print("  No email: nothing changed, blocked, needed attention or failed.")
 
 
 def _summary_from_cause(cause: str | None) -> dict | None:

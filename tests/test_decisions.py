@@ -561,3 +561,12 @@ def test_a_secret_the_workflow_did_not_write_or_that_is_on_its_way_out_is_not_it
     assert decisions.left_rotation("alice", [active("A", 1), active("B", 2)], Secret(exists=True, foreign=True, name=SECRET), "gone") is None
     assert decisions.left_rotation("alice", None, holds("A", scheduled_for_deletion=True, name=SECRET), "gone") is None
 
+
+
+def test_a_secret_stored_before_the_secret_tag_existed_gets_it_recorded():
+    secret = holds("CUR", name=SECRET)  # healthy, and the user carries no key-rotation:secret tag yet
+    decision = decide("alice", [active("CUR", 30)], secret, NOW, POLICY, tag_keys=frozenset())
+    assert (decision.outcome, decision.record_secret) == ("record", SECRET)
+    assert decision.reason == f"the user's tag key-rotation:secret now names {SECRET}"
+    recorded = holds("CUR", name=SECRET, recorded=SECRET)
+    assert decide("alice", [active("CUR", 30)], recorded, NOW, POLICY).outcome == "unchanged"

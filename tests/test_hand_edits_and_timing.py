@@ -174,6 +174,17 @@ def test_a_secret_deleted_by_hand_needs_attention_every_run_and_nothing_is_retir
     assert staged(aws, "app")["AWSCURRENT"] not in (old, new)
 
 
+def test_a_secret_stored_by_a_version_before_the_secret_tag_gets_the_tag_so_a_later_deletion_is_seen(emulate):
+    aws = emulate(account_with(("app", [key(30, in_secret=True)])))
+    iam().untag_user(UserName="app", TagKeys=[decisions.SECRET_TAG])  # as 0.1.0 left it
+
+    aws.scheduled_run()
+    assert account.tags_of("app")[decisions.SECRET_TAG] == SECRET
+    secrets().delete_secret(SecretId=SECRET, ForceDeleteWithoutRecovery=True)
+    aws.advance(1)
+    assert outcomes(aws.scheduled_run()) == {"app": "attention"}
+
+
 def test_a_secret_never_created_is_a_first_install_not_a_deletion(emulate):
     aws = emulate(account_with(("app", [key(30)])))
     run = aws.scheduled_run()

@@ -139,6 +139,8 @@ class Decision:
     # Advance notices for the key's owner: what will happen within the notice window, and when.
     notices: list[str] = field(default_factory=list)
     grant_consumer: bool = False  # write the consumer's resource policy on the secret (ConsumerPrincipalArn)
+    # Tag the user with the secret that holds its key (SECRET_TAG): for a secret stored before the tag existed.
+    record_secret: str | None = None
 
     @property
     def has_actions(self) -> bool:
@@ -149,6 +151,7 @@ class Decision:
             or self.record_inactive
             or self.forget_inactive
             or self.grant_consumer
+            or self.record_secret
         )
 
 
@@ -334,6 +337,8 @@ def _decide(user, keys, secret, now, policy, force, recorded_at) -> Decision:
             "rotation while you sort it out",
         )
 
+    if secret.name and secret.recorded != secret.name:  # stored by a version of the workflow before the tag
+        decision.record_secret = secret.name
     current_age = now - current.created
     _add_notices(decision, current, active, now, policy, secret_healthy)
     notes = []
@@ -403,7 +408,8 @@ def _within_tag_quota(decision: Decision, tag_keys: frozenset[str] | None) -> De
     TagUser that fails half-way."""
     if tag_keys is None:
         return decision
-    adding = {inactive_since_tag(k) for k in decision.record_inactive} | ({SECRET_TAG} if decision.rotate else set())
+    adding = {inactive_since_tag(k) for k in decision.record_inactive}
+    adding |= {SECRET_TAG} if decision.rotate or decision.record_secret else set()
     adding -= tag_keys
     if len(tag_keys) + len(adding) <= MAX_TAGS_PER_USER:
         return decision
@@ -476,6 +482,7 @@ def _noting_records(decision: Decision) -> Decision:
         decision.outcome = "record"
         noted = [f"Inactive key {k} noted: its recovery window starts now" for k in decision.record_inactive]
         noted += [f"obsolete tag for key {k} removed" for k in decision.forget_inactive]
+        noted += [f"the user's tag {SECRET_TAG} now names {decision.record_secret}"] if decision.record_secret else []
         decision.reason = "; ".join(noted)
     return decision
 

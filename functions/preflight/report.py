@@ -43,11 +43,11 @@ def plan_item(decision: decisions.Decision, secret_name: str, key_ids: list[str]
         item["verifyKeyId"] = decision.verify_key_id
     if decision.delete_key_id:
         item["deleteKeyId"] = decision.delete_key_id
-    if decision.record_inactive:
+    if decision.record_inactive or decision.record_secret:
         item["recordTags"] = [
             {"Key": decisions.inactive_since_tag(key_id), "Value": decisions.format_time(since)}
             for key_id, since in decision.record_inactive.items()
-        ]
+        ] + ([{"Key": decisions.SECRET_TAG, "Value": decision.record_secret}] if decision.record_secret else [])
     if decision.forget_inactive:
         item["forgetTags"] = [decisions.inactive_since_tag(key_id) for key_id in decision.forget_inactive]
     return item
