@@ -6,7 +6,13 @@ Step Functions
   model, ``Iam.IamException`` for one outside it (IAM's Throttling and AccessDenied among them);
 - SDK results and ``$$.Execution.StartTime`` reach the state machine as ISO strings, not datetimes;
 - ``lambda:invoke`` runs the real handler from its code directory, with the function's environment, one at a time;
-- time passes with every AWS call and state transition; ``$$.State.EnteredTime`` has milliseconds and a Z (strict_aws).
+- time passes with every AWS call and state transition; ``$$.State.EnteredTime`` has milliseconds and a Z (strict_aws);
+- a Distributed Map's items are child executions with their own histories, listed by map run (distributed_map);
+- a Distributed Map past its ToleratedFailureCount/Percentage fails with States.ExceedToleratedFailureThreshold;
+  moto lets it succeed (distributed_map);
+- ResultWriter writes each child execution to SUCCEEDED_0.json/FAILED_0.json and lists them in manifest.json;
+  moto writes an empty manifest (distributed_map);
+- a Map's worker takes item after item in a loop; moto recurses per item and hangs at about 900 (distributed_map).
 IAM and STS
 - dates (CreateDate) are whole seconds, from the emulator's clock (strict_aws);
 - user names are unique whatever their letter case and found by any spelling (strict_aws);
@@ -46,6 +52,7 @@ from unittest import mock
 import boto3
 from botocore.config import Config
 
+from .distributed_map import distributed_map
 from .strict_aws import strict_aws
 
 # AWS's service part of aws-sdk error names (ServiceName.ErrorNameException).
@@ -98,6 +105,7 @@ class Recorder:
         self.retry_delays: list[float] = []
         self.sdk_retry_delays: list[float] = []  # boto3's backoff inside the Lambda functions
         self.issued_secrets: set[str] = set()
+        self.child_executions = None  # the Distributed Map children (distributed_map.ChildExecutions)
 
 
 def _iso(value):
@@ -253,6 +261,7 @@ def faithful_moto(
             stack.enter_context(patch)
         if strict:
             stack.enter_context(strict_aws(clock))
+            recorder.child_executions = stack.enter_context(distributed_map(clock))
         stack.callback(interpreter_log.setLevel, interpreter_log.level)
         interpreter_log.setLevel(logging.CRITICAL)
         yield recorder

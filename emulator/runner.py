@@ -53,6 +53,11 @@ class Run:
     secrets_after: dict[str, account.SecretState] = field(default_factory=dict)
     mismatched_values: list[str] = field(default_factory=list)  # secrets it wrote whose value names another key
     input: object = None  # the execution input, parsed (None when it was not JSON)
+    children: list = field(default_factory=list)  # its Distributed Maps' child executions (distributed_map.ChildExecution)
+
+    def histories(self) -> list[list[dict]]:
+        """The run's own history and each child execution's."""
+        return [self.events] + [child.events for child in self.children]
 
     def states_entered(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
@@ -68,7 +73,7 @@ class Run:
     def lambda_payloads(self) -> list[str]:
         """Every payload that went to or came from the Lambda function, as recorded in the history."""
         found = []
-        for e in self.events:
+        for e in (event for history in self.histories() for event in history):
             for details in ("taskScheduledEventDetails", "taskSucceededEventDetails"):
                 d = e.get(details)
                 if d and d.get("resourceType") == "lambda":
@@ -178,6 +183,8 @@ class Emulator:
         ]
         with contextlib.suppress(ValueError):
             run.input = json.loads(raw)
+        map_runs = self.sfn.list_map_runs(executionArn=arn)["mapRuns"]
+        run.children = [c for m in map_runs for c in self.recorder.child_executions.by_map_run.get(m["mapRunArn"], [])]
         self.runs.append(run)
         return run
 
@@ -255,32 +262,39 @@ def _flat(keys: dict[str, dict[str, str]]) -> dict[str, str]:
     return {k: status for user_keys in keys.values() for k, status in user_keys.items()}
 
 
-def _task_calls(run: Run, resource: str) -> list[tuple[int, dict]]:
-    """(event index, parameters) of each SDK call ``resource`` (e.g. "updateAccessKey") the run's Tasks made."""
+def _task_calls(history: list[dict], resource: str) -> list[tuple[int, dict]]:
+    """(event index, parameters) of each SDK call ``resource`` (e.g. "updateAccessKey") a history's Tasks made."""
     return [
         (i, json.loads(e["taskScheduledEventDetails"]["parameters"]))
-        for i, e in enumerate(run.events)
+        for i, e in enumerate(history)
         if (e.get("taskScheduledEventDetails") or {}).get("resource") == resource
     ]
 
 
 def _keys_the_run_retired(run: Run) -> set[str]:
-    deactivated = {p["AccessKeyId"] for _, p in _task_calls(run, "updateAccessKey") if p.get("Status") == "Inactive"}
-    return deactivated | {p["AccessKeyId"] for _, p in _task_calls(run, "deleteAccessKey")}
+    retired = set()
+    for history in run.histories():
+        retired |= {p["AccessKeyId"] for _, p in _task_calls(history, "updateAccessKey") if p.get("Status") == "Inactive"}
+        retired |= {p["AccessKeyId"] for _, p in _task_calls(history, "deleteAccessKey")}
+    return retired
 
 
 def _deactivated_unproven(run: Run) -> list[str]:
-    """Keys the run's own UpdateAccessKey deactivated with no successful key check of the user before it."""
-    proven_at = {}
-    for i, e in enumerate(run.events):
-        done = e.get("taskSucceededEventDetails") or {}
-        if done.get("resourceType") == "lambda" and "authenticatesAs" in (done.get("output") or ""):
-            proven_at.setdefault(decisions.user_key(json.loads(done["output"])["Payload"]["user"]), i)
-    return [
-        p["AccessKeyId"]
-        for i, p in _task_calls(run, "updateAccessKey")
-        if p.get("Status") == "Inactive" and proven_at.get(decisions.user_key(p["UserName"]), len(run.events)) > i
-    ]
+    """Keys the run's own UpdateAccessKey deactivated with no successful key check of the user before it, in the
+    same history (the user's steps run in one execution)."""
+    unproven = []
+    for history in run.histories():
+        proven_at = {}
+        for i, e in enumerate(history):
+            done = e.get("taskSucceededEventDetails") or {}
+            if done.get("resourceType") == "lambda" and "authenticatesAs" in (done.get("output") or ""):
+                proven_at.setdefault(decisions.user_key(json.loads(done["output"])["Payload"]["user"]), i)
+        unproven += [
+            p["AccessKeyId"]
+            for i, p in _task_calls(history, "updateAccessKey")
+            if p.get("Status") == "Inactive" and proven_at.get(decisions.user_key(p["UserName"]), len(history)) > i
+        ]
+    return unproven
 
 
 def _sent_messages():
