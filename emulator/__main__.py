@@ -22,6 +22,7 @@ import report
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import account, diagram, stack
+from . import diagram
 from .runner import Emulator, Run
 
 DEMO_FIXTURE = stack.ROOT / "fixtures" / "demo-account.json"
@@ -601,46 +602,54 @@ def _summary_from_cause(cause: str | None) -> dict | None:
 
 
 def _print_timeline(run: Run) -> None:
-    """States in the order they were entered; each Map iteration on its own line, Choice states left out."""
+    """The run's states in the order they were entered (Choice states left out), and under each Distributed Map
+    its child executions: each batch, and in a batch each user's steps, named by the user its iteration acts on."""
     if not run.events:
         return
     print(f"\nTimeline of {run.name} (ms since the execution started):")
     start = run.events[0]["timestamp"]
-    iteration_of, iterations, top_level = {}, {}, []
-    for event in run.events:
+    labels = _map_labels(diagram.load())
+    entered = [(e, e["stateEnteredEventDetails"]["name"]) for e in run.events if "stateEnteredEventDetails" in e]
+    width = max((len(name) for _, name in entered), default=0)
+    for event, name in entered:
+        kind = event["type"].replace("StateEntered", "")
+        print(f"  {(event['timestamp'] - start).total_seconds() * 1000:6.0f}  {name:<{width}}  {kind}")
+        for child in (c for c in run.children if f"/{labels.get(name)}:" in c.map_run_arn):
+            for line in _child_lines(child):
+                print("          " + line)
+
+
+def _map_labels(asl: dict) -> dict[str, str]:
+    """Each Distributed Map's state name -> its Label (which names its map runs and child executions)."""
+    return {name: state["Label"] for name, state in asl["States"].items() if state.get("Label")}
+
+
+def _child_lines(child) -> list[str]:
+    """One child execution: a batch planned, a batch acted on (a line per user), or an owner email."""
+    given = child.input if isinstance(child.input, dict) else {}
+    if "to" in given:
+        return [f"email to {', '.join(given['to'])}: {'sent' if child.status == 'SUCCEEDED' else 'NOT SENT'}"]
+    if child.status != "SUCCEEDED":
+        return [f"batch {given.get('batch')}: {child.status} ({child.error})"]
+    if "actions" in (child.output or {}):
+        plan = child.output
+        counts = ", ".join(f"{len(plan[k])} {k}" for k in ("actions", "blocked", "attention", "unreadable") if plan[k])
+        return [f"batch {plan['batch']}: {len(given.get('users', []))} users planned" + (f" ({counts})" if counts else "")]
+    users = [u["user"] for u in given.get("users", [])]
+    steps: dict[int, list[str]] = {}
+    iteration_of = {}
+    for event in child.events:
         previous = event.get("previousEventId")
         if event["type"] == "MapIterationStarted":
             iteration_of[event["id"]] = event["mapIterationStartedEventDetails"]["index"]
-            iterations[iteration_of[event["id"]]] = []
+            steps[iteration_of[event["id"]]] = []
         elif previous in iteration_of and event["type"] != "MapIterationSucceeded":
             iteration_of[event["id"]] = iteration_of[previous]
         details = event.get("stateEnteredEventDetails")
-        if not details:
-            continue
-        if event["id"] not in iteration_of:
-            top_level.append(((event["timestamp"] - start).total_seconds() * 1000, details["name"], event["type"]))
-        elif event["type"] != "ChoiceStateEntered":
-            iterations[iteration_of[event["id"]]].append(details["name"])
-    users = _iteration_users(run)
-    width = max((len(name) for _, name, _ in top_level), default=0)
-    for ms, name, kind in top_level:
-        print(f"  {ms:6.0f}  {name:<{width}}  {kind.replace('StateEntered', '')}")
-        if kind == "MapStateEntered":
-            for index in sorted(iterations):
-                print(f"          {users.get(index, index)}: " + " -> ".join(iterations[index]))
-
-
-def _iteration_users(run: Run) -> dict[int, str]:
-    """The plan's users by Map index: from the first Lambda result, the plan's."""
-    for event in run.events:
-        details = event.get("taskSucceededEventDetails")
-        if details and details.get("resourceType") == "lambda":
-            try:
-                plan = json.loads(details["output"])["Payload"]
-                return {i: a["user"] for i, a in enumerate(plan.get("actions", []))}
-            except (ValueError, KeyError, TypeError, AttributeError):
-                return {}
-    return {}
+        if details and event["id"] in iteration_of and event["type"] != "ChoiceStateEntered":
+            steps[iteration_of[event["id"]]].append(details["name"])
+    lines = [f"batch {given.get('batch')}: {len(users)} users acted on"]
+    return lines + [f"  {users[i] if i < len(users) else i}: " + " -> ".join(steps[i]) for i in sorted(steps)]
 
 
 class Progress:

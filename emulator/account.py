@@ -155,6 +155,13 @@ def account_keys() -> dict[str, dict[str, str]]:
     return {user.name: {k.access_key_id: k.status for k in user.access_keys} for user in list(_iam_backend().users.values())}
 
 
+def run_records(bucket: str, prefix: str) -> dict[str, str]:
+    """Every object under ``prefix`` in the run bucket, as text, by key."""
+    s3 = _client("s3")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode() for key in keys}
+
+
 def users_in_scope(path: str, tag_key: str, tag_value: str) -> dict[str, dict[str, str]]:
     """The users decisions.is_managed counts in, with their tags (from moto's store, as above)."""
     backend = _iam_backend()

@@ -5,8 +5,8 @@
 
 The drawing follows the ASL, so it never needs editing by hand:
 
-- a Task is a box that names its call: ``iam:createAccessKey``, or ``lambda: plan`` for the pre-flight
-  Lambda's phase; a Choice is a rhombus; a Pass is a rounded box; Fail and Succeed are coloured;
+- a Task is a box that names its call: ``iam:createAccessKey``, or ``lambda: PlanRun`` for the function it
+  invokes; a Choice is a rhombus; a Pass is a rounded box; Fail and Succeed are coloured;
 - a state that ends its run or its Map iteration (``End``, Fail, Succeed) has round ends;
 - a Map (or Parallel) is a subgraph holding its ItemProcessor's (or Iterator's, or branches') states, nested
   Maps included; edges to and from the Map start and end at the subgraph;
@@ -201,14 +201,11 @@ def _wait_note(state: dict) -> str:
 
 
 def _task_action(state: dict) -> str:
-    """``iam:createAccessKey``; ``lambda: plan`` when the Lambda's Payload names its phase."""
+    """``iam:createAccessKey``; ``lambda: PlanRun`` for the function a Lambda Task invokes."""
     resource = state.get("Resource", "")
     action = _action_of_resource(resource)
     if action == "lambda:invoke":
         arguments = state.get("Parameters") or state.get("Arguments") or {}
-        payload = arguments.get("Payload") if isinstance(arguments, dict) else None
-        if isinstance(payload, dict) and isinstance(payload.get("phase"), str):
-            return f"lambda: {payload['phase']}"
         function = arguments.get("FunctionName") if isinstance(arguments, dict) else None
         if isinstance(function, str):
             return f"lambda: {_function_name(function)}"

@@ -10,7 +10,8 @@ plain moto):
 - ``ResultWriter`` writes the child executions to ``<Prefix>/<map run id>/SUCCEEDED_0.json`` (and FAILED_0.json)
   and lists them in ``manifest.json`` (moto writes an empty manifest);
 - a worker takes item after item in a loop (moto recurses once per item: about 900 items per worker end in a
-  RecursionError and a run that never ends), and so does an inline Map's.
+  RecursionError and a run that never ends), and so does an inline Map's;
+- ``ResultWriter``'s Parameters read the Map state's input (moto reads the Map's outputs).
 """
 
 from __future__ import annotations
@@ -126,10 +127,10 @@ def distributed_map(clock):
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3 import (
         ResourceEvalS3,
     )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.result_writer_decl import ResultWriter
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
     from moto.stepfunctions.parser.asl.eval.event.event_manager import EventHistoryContext, EventManager
     from moto.stepfunctions.parser.asl.eval.program_state import ProgramError
-    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
     from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
     from moto.stepfunctions.responses import StepFunctionResponse
@@ -265,10 +266,12 @@ def distributed_map(clock):
 
     # --- ResultWriter ----------------------------------------------------------------------------------------------
 
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import resource_eval_s3
+
     def write_results_as_aws_does(env, resource_runtime_part, state_credentials):
         parameters = env.stack.pop()
         env.stack.pop()  # the Map's outputs: AWS writes the child executions instead
-        s3 = boto_client_for(service="s3", region=resource_runtime_part.region, state_credentials=state_credentials)
+        s3 = resource_eval_s3.boto_client_for(service="s3", region=resource_runtime_part.region, state_credentials=state_credentials)
         record = env.map_run_record_pool_manager.get_all().pop()
         prefix = parameters.get("Prefix", "")
         if prefix and not prefix.endswith("/"):
@@ -287,6 +290,15 @@ def distributed_map(clock):
         key = folder + "manifest.json"
         s3.put_object(Bucket=parameters["Bucket"], Key=key, Body=json.dumps(manifest).encode())
         env.stack.append({"MapRunArn": record.map_run_arn, "ResultWriterDetails": {"Bucket": parameters["Bucket"], "Key": key}})
+
+    def parameters_from_the_state_input(writer, env):
+        outputs = env.stack.pop()  # the Map's outputs: moto would resolve the Parameters' paths against them
+        env.stack.append(env.states.get_input())
+        writer.parargs.eval(env=env)
+        parameters = env.stack.pop()
+        env.stack.pop()
+        env.stack.extend([outputs, parameters])
+        writer.resource_eval.eval_resource(env=env)
 
     # --- the API reads child executions ------------------------------------------------------------------------------
 
@@ -325,6 +337,7 @@ def distributed_map(clock):
         mock.patch.object(iteration_worker.IterationWorker, "_eval_pool", inline_pool_in_a_loop),
         mock.patch.object(DistributedIterationComponent, "_map_run", map_run_within_tolerance),
         mock.patch.object(ResourceEvalS3, "_handle_put_object", staticmethod(write_results_as_aws_does)),
+        mock.patch.object(ResultWriter, "_eval_body", parameters_from_the_state_input),
         mock.patch.object(StepFunctionsParserBackend, "describe_execution", describe_a_child_too),
         mock.patch.object(StepFunctionsParserBackend, "get_execution_history", history_of_a_child_too),
         mock.patch.object(StepFunctionResponse, "list_executions", list_a_map_runs_children_too),

@@ -5,6 +5,8 @@ Step Functions
 - aws-sdk errors are named as AWS names them: ``Iam.NoSuchEntityException`` for an error in the service's
   model, ``Iam.IamException`` for one outside it (IAM's Throttling and AccessDenied among them);
 - SDK results and ``$$.Execution.StartTime`` reach the state machine as ISO strings, not datetimes;
+- aws-sdk Tasks take and return PascalCase members for every service (sfn's camelCase API included); moto
+  passes both as given;
 - ``lambda:invoke`` runs the real handler from its code directory, with the function's environment, one at a time;
 - time passes with every AWS call and state transition; ``$$.State.EnteredTime`` has milliseconds and a Z (strict_aws);
 - a Distributed Map's items are child executions with their own histories, listed by map run (distributed_map);
@@ -19,7 +21,8 @@ IAM and STS
 - a renamed or moved user keeps its tags and keys (strict_aws);
 - a user has at most 50 tags: TagUser past that is LimitExceeded (strict_aws);
 - two keys per user, even for two CreateAccessKey calls at once (strict_aws: one call at a time);
-- ListUsers returns pages of at most MaxItems (default 100) with a Marker; moto returns one page;
+- ListUsers and GetAccountAuthorizationDetails return pages of at most MaxItems (default 100) with a Marker;
+  moto returns one page;
 - GetCallerIdentity rejects a key that is not an Active key of an IAM user (InvalidClientTokenId); moto answers
   "user/moto" for any key. (The signature is not checked: a wrong secret still passes.)
 Secrets Manager
@@ -31,7 +34,8 @@ Speed (not AWS behaviour: the emulator would otherwise take minutes)
   Lambda record their delays instead of sleeping;
 - boto3 clients inside the interpreter are reused (an SDK task drops from ~13 ms to ~3 ms);
 - the ASL is parsed once per definition, not per execution (~0.9 s for this one; a parsed program keeps no
-  execution state), and botocore's service models are loaded once, not for every new session's clients.
+  execution state), each JSONPath once, not at every evaluation (jsonpath_ng builds a parser each time, ~5 ms),
+  and botocore's service models are loaded once, not for every new session's clients.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from .distributed_map import distributed_map
 from .strict_aws import strict_aws
 
 # AWS's service part of aws-sdk error names (ServiceName.ErrorNameException).
-SERVICE_ERROR_NAMES = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "sts": "Sts", "lambda": "Lambda"}
+SERVICE_ERROR_NAMES = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "sts": "Sts", "lambda": "Lambda", "sfn": "Sfn"}
 
 
 class Clock:
@@ -122,12 +126,23 @@ def _iso(value):
 
 def _list_users_in_pages(response):
     """IAM ListUsers as AWS pages it: MaxItems (default 100) per page, IsTruncated and an opaque Marker."""
+    users = list(response.backend.list_users(response._get_param("PathPrefix"), None, None))
+    return _a_page(response, "Users", users)
+
+
+def _account_details_in_pages(response):
+    """IAM GetAccountAuthorizationDetails as AWS pages it (users only, as this workflow asks): MaxItems (default
+    100, at most 1000) per page, IsTruncated and an opaque Marker. moto returns everything at once."""
+    details = response.backend.get_account_authorization_details(response._get_param("Filter", []))
+    return _a_page(response, "UserDetailList", list(details["users"]), GroupDetailList=[], RoleDetailList=[], Policies=[])
+
+
+def _a_page(response, field: str, items: list, **rest):
     from moto.core.responses import ActionResult
 
-    users = list(response.backend.list_users(response._get_param("PathPrefix"), None, None))
     start = int(response._get_param("Marker") or 0)
-    end = start + int(response._get_param("MaxItems") or 100)
-    result = {"Users": users[start:end], "IsTruncated": end < len(users)}
+    end = start + min(int(response._get_param("MaxItems") or 100), 1000)
+    result = {field: items[start:end], **rest, "IsTruncated": end < len(items)}
     if result["IsTruncated"]:
         result["Marker"] = str(end)
     return ActionResult(result)
@@ -151,6 +166,10 @@ def faithful_moto(
     from moto.iam.models import IAMBackend
     from moto.iam.responses import IamResponse
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import resource_eval_s3 as item_reader_s3
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+        resource_eval_s3 as result_writer_s3,
+    )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
@@ -178,6 +197,12 @@ def faithful_moto(
             worker._execution_logic()
 
     original_eval = sdk_task._eval_service_task
+
+    def parameters_in_the_apis_casing(task, parameters, *args, **kwargs):
+        task._to_boto_request(parameters, _operation_model(task._get_boto_service_name(), task.resource.api_action).input_shape)
+
+    def response_in_pascal_case(task, response, *args, **kwargs):
+        task._from_boto_response(response, _operation_model(task._get_boto_service_name(), task.resource.api_action).output_shape)
 
     def eval_with_iso_dates(self, env, *args, **kwargs):
         original_eval(self, env, *args, **kwargs)
@@ -237,21 +262,34 @@ def faithful_moto(
     _ORIGINALS.setdefault("parse", AmazonStateLanguageParser.__dict__["parse"].__func__)
     _ORIGINALS.setdefault("create_loader", botocore.loaders.create_loader)
 
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    _ORIGINALS.setdefault("json_path_parse", json_path.parse)
+    _ORIGINALS.setdefault("result_path_parse", result_path.parse)
+
     patches = [
+        mock.patch.object(json_path, "parse", _json_path_once),
+        mock.patch.object(result_path, "parse", _result_path_once),
         mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)),
         mock.patch.object(botocore.session, "create_loader", _loader_once),
         mock.patch.object(ExponentialBackoff, "delay_amount", recorded_sdk_delay),
         mock.patch.object(STSBackend, "get_caller_identity", caller_identity_of_active_keys),
         mock.patch.object(ExecutionWorker, "start", start_synchronously),
         mock.patch.object(sdk_task, "_eval_service_task", eval_with_iso_dates),
+        mock.patch.object(sdk_task, "_normalise_parameters", parameters_in_the_apis_casing),
+        mock.patch.object(sdk_task, "_normalise_response", response_in_pascal_case),
         mock.patch.object(sdk_task, "_normalise_service_error_name", staticmethod(lambda name: name)),
         mock.patch.object(sdk_task, "_normalise_exception_name", staticmethod(_aws_error_name)),
         mock.patch.object(state_task_service_aws_sdk, "boto_client_for", cached_client),
         mock.patch.object(lambda_eval_utils, "boto_client_for", cached_client),
+        mock.patch.object(item_reader_s3, "boto_client_for", cached_client),
+        mock.patch.object(result_writer_s3, "boto_client_for", cached_client),
         mock.patch.object(retrier_decl, "time", NoSleep()),
         mock.patch.object(WaitFunction, "_wait_interval", lambda self, env, seconds: None),
         mock.patch.object(LambdaSimpleBackend, "invoke", invoke_in_process),
         mock.patch.object(IamResponse, "list_users", _list_users_in_pages),
+        mock.patch.object(IamResponse, "get_account_authorization_details", _account_details_in_pages),
         mock.patch.object(IAMBackend, "create_access_key", recording_create_access_key),
     ]
     # moto logs each IsPresent miss as an error; real failures are in the execution history instead.
@@ -273,6 +311,24 @@ _ORIGINALS: dict = {}  # moto's ASL parser and botocore's loader factory, before
 @functools.lru_cache(maxsize=8)
 def _parse_once(definition: str):
     return _ORIGINALS["parse"](definition)
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_path_once(path: str):
+    return _ORIGINALS["json_path_parse"](path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _result_path_once(path: str):
+    return _ORIGINALS["result_path_parse"](path)
+
+
+@functools.lru_cache(maxsize=64)
+def _operation_model(service: str, action: str):
+    """botocore's model of an aws-sdk Task's operation (``action`` as the ASL spells it: describeMapRun)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service).operation_model(action[0].upper() + action[1:])
 
 
 @functools.lru_cache(maxsize=4)

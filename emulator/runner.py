@@ -54,21 +54,28 @@ class Run:
     mismatched_values: list[str] = field(default_factory=list)  # secrets it wrote whose value names another key
     input: object = None  # the execution input, parsed (None when it was not JSON)
     children: list = field(default_factory=list)  # its Distributed Maps' child executions (distributed_map.ChildExecution)
+    records: dict[str, str] = field(default_factory=dict)  # what it wrote to the run bucket, by key
 
     def histories(self) -> list[list[dict]]:
         """The run's own history and each child execution's."""
         return [self.events] + [child.events for child in self.children]
 
     def states_entered(self) -> list[str]:
-        return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
+        """Every state the run entered: its own, then each child execution's, in order."""
+        return [e["stateEnteredEventDetails"]["name"] for e in self.all_events() if "stateEnteredEventDetails" in e]
+
+    def all_events(self) -> list[dict]:
+        """The run's history, then each child execution's."""
+        return [event for history in self.histories() for event in history]
 
     def report_texts(self) -> list[str]:
         """What the run tells people: its output, its failure's cause, its emails."""
         return [json.dumps(self.output), self.cause or ""] + [e.subject + e.body for e in self.emails]
 
     def published_texts(self) -> list[str]:
-        """Everything the run put where people or other code can read it: its report and the Lambda payloads."""
-        return self.report_texts() + self.lambda_payloads()
+        """Everything the run put where people or other code can read it: its report, the Lambda payloads and its
+        records in the run bucket."""
+        return self.report_texts() + self.lambda_payloads() + list(self.records.values())
 
     def lambda_payloads(self) -> list[str]:
         """Every payload that went to or came from the Lambda function, as recorded in the history."""
@@ -183,6 +190,7 @@ class Emulator:
         ]
         with contextlib.suppress(ValueError):
             run.input = json.loads(raw)
+        run.records = account.run_records(self.deployment.bucket, f"runs/{name}/")
         map_runs = self.sfn.list_map_runs(executionArn=arn)["mapRuns"]
         run.children = [c for m in map_runs for c in self.recorder.child_executions.by_map_run.get(m["mapRunArn"], [])]
         self.runs.append(run)

@@ -31,6 +31,7 @@ PSEUDO_PARAMETERS = {
     "AWS::AccountId": ACCOUNT_ID,
     "AWS::Partition": "aws",
     "AWS::StackName": STACK_NAME,
+    "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{STACK_NAME}/51af3dc0-da77-11e4-872e-1234567db123",
     "AWS::URLSuffix": "amazonaws.com",
 }
 
@@ -194,6 +195,7 @@ class Deployment:
     state_machine_arn: str
     schedule_input: dict  # the schedule's InputTransformer: what the state machine gets from each scheduled event
     functions: dict[str, tuple[Path, str]]
+    bucket: str  # the run bucket: created by the stack, or given (RunBucketName)
 
 
 def resolve(overrides: dict | None = None, template_path: Path = TEMPLATE) -> tuple[dict, Resolver]:
@@ -233,6 +235,18 @@ def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Dep
                 PolicyDocument=json.dumps(document),
             )
 
+    s3 = boto3.client("s3", region_name=REGION)
+    for logical, r in _of_type(resources, "AWS::S3::Bucket"):
+        props = resolver.resolve(r["Properties"])
+        s3.create_bucket(Bucket=resolver.physical[logical]["Ref"])
+        s3.put_public_access_block(Bucket=props["BucketName"], PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+        rules = [  # CloudFormation's shape of a rule, in the API's
+            {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": ""}, "Expiration": {"Days": int(rule["ExpirationInDays"])},
+             "AbortIncompleteMultipartUpload": rule["AbortIncompleteMultipartUpload"]}
+            for rule in props["LifecycleConfiguration"]["Rules"]
+        ]
+        s3.put_bucket_lifecycle_configuration(Bucket=props["BucketName"], LifecycleConfiguration={"Rules": rules})
+
     functions = {}
     lambda_client = boto3.client("lambda", region_name=REGION)
     for logical, r in _of_type(resources, "AWS::Lambda::Function"):
@@ -263,7 +277,8 @@ def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Dep
 
     (_, schedule), = _of_type(resources, "AWS::Events::Rule")
     (target,) = resolver.resolve(schedule["Properties"])["Targets"]
-    return Deployment(resolver.parameters, arn, target["InputTransformer"], functions)
+    bucket = resolver.physical.get("RunBucket", {}).get("Ref") or resolver.parameters["RunBucketName"]
+    return Deployment(resolver.parameters, arn, target["InputTransformer"], functions, bucket)
 
 
 def substitute_definition(asl: str, substitutions: dict[str, str]) -> str:
@@ -317,6 +332,9 @@ def _physical_ids(logical: str, resource: dict, resolver: Resolver) -> dict[str,
     if kind == "AWS::KMS::Key":
         arn = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"  # the AWS docs example id
         return {"Ref": arn.rsplit("/", 1)[1], "Arn": arn, "KeyId": arn.rsplit("/", 1)[1]}
+    if kind == "AWS::S3::Bucket":
+        bucket = resolver.resolve(props["BucketName"])
+        return {"Ref": bucket, "Arn": f"arn:aws:s3:::{bucket}"}
     if kind == "AWS::SNS::Topic":
         arn = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{name}"
         return {"Ref": arn, "TopicArn": arn, "TopicName": name}

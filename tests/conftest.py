@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "functions" / "preflight"))
+sys.path.insert(0, str(ROOT / "functions" / "rotation"))
 sys.path.insert(0, str(ROOT / "functions" / "key_check"))
 sys.path.insert(0, str(ROOT))
 

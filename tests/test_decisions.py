@@ -491,8 +491,7 @@ def test_a_name_secrets_manager_refuses_is_named_with_its_fix():
     ],
 )
 def test_the_tags_a_run_writes_fit_within_iams_50(tags_held, keys, expected):
-    tag_keys = frozenset(f"team-{i}" for i in range(tags_held))
-    decision = decide("alice", keys, holds("CUR"), NOW, POLICY, tag_keys=tag_keys)
+    decision = decide("alice", keys, holds("CUR"), NOW, POLICY, tags={}, tag_count=tags_held)
     assert decision.outcome == expected
     if expected == "blocked":
         assert not decision.has_actions
@@ -500,8 +499,8 @@ def test_the_tags_a_run_writes_fit_within_iams_50(tags_held, keys, expected):
 
 
 def test_a_tag_the_user_already_has_needs_no_room():
-    tag_keys = frozenset([decisions.SECRET_TAG] + [f"team-{i}" for i in range(49)])
-    assert decide("alice", [active("CUR", 95)], holds("CUR"), NOW, POLICY, tag_keys=tag_keys).outcome == "rotate"
+    tags = {decisions.SECRET_TAG: "iam-key-rotation/alice"}  # and 49 others
+    assert decide("alice", [active("CUR", 95)], holds("CUR"), NOW, POLICY, tags=tags, tag_count=50).outcome == "rotate"
 
 
 def test_a_replay_in_the_past_records_when_it_really_acted():
@@ -565,7 +564,7 @@ def test_a_secret_the_workflow_did_not_write_or_that_is_on_its_way_out_is_not_it
 
 def test_a_secret_stored_before_the_secret_tag_existed_gets_it_recorded():
     secret = holds("CUR", name=SECRET)  # healthy, and the user carries no key-rotation:secret tag yet
-    decision = decide("alice", [active("CUR", 30)], secret, NOW, POLICY, tag_keys=frozenset())
+    decision = decide("alice", [active("CUR", 30)], secret, NOW, POLICY, tags={}, tag_count=0)
     assert (decision.outcome, decision.record_secret) == ("record", SECRET)
     assert decision.reason == f"the user's tag key-rotation:secret now names {SECRET}"
     recorded = holds("CUR", name=SECRET, recorded=SECRET)

@@ -164,7 +164,7 @@ TRICKY = {
                     "Right?": {"Type": "Choice", "QueryLanguage": "JSONata",
                                "Choices": [{"Condition": "{% $states.input.go = true %}", "Next": "Right"}], "Default": "Right"},
                     "Right": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-                              "Parameters": {"FunctionName": "${CheckFunctionArn}", "Payload": {"phase": "check"}}, "End": True},
+                              "Parameters": {"FunctionName": "${CheckFunctionArn}", "Payload": {"user": "u"}}, "End": True},
                 }},
             ],
             "Next": "Done",
@@ -248,7 +248,7 @@ def test_labels_are_short_and_say_the_condition_the_errors_and_the_call():
         "NoSuchKey, Timeout",
         "any error",
     }
-    assert {"Call<br/>s3:getObject", "Left<br/>lambda: left-fn", "Right<br/>lambda: check", "Wait a bit<br/>wait 5s"} <= nodes
+    assert {"Call<br/>s3:getObject", "Left<br/>lambda: left-fn", "Right<br/>lambda: Check", "Wait a bit<br/>wait 5s"} <= nodes
     assert "Each item<br/>Map: once per item of items" in nodes
     assert 'Is it "big" | <small> #1?' in nodes
 
@@ -256,7 +256,7 @@ def test_labels_are_short_and_say_the_condition_the_errors_and_the_call():
 def test_the_real_diagram_names_the_calls():
     mermaid = diagram.mermaid(diagram.load())
 
-    for call in ("iam:createAccessKey", "secretsmanager:putSecretValue", "ses:sendEmail", "lambda: plan"):
+    for call in ("iam:createAccessKey", "secretsmanager:putSecretValue", "ses:sendEmail", "lambda: PlanRun", "sfn:describeMapRun"):
         assert f"<br/>{call}" in mermaid
     assert '-.->|"NoSuchEntity"|' in mermaid and '-.->|"any error"|' in mermaid
 

@@ -34,7 +34,8 @@ def test_the_demo_walks_the_lifecycle_and_its_checks_pass(demo):
     for outcome in ("ROTATED", "RETIRED", "BLOCKED"):
         assert f": {outcome}" in shown
     assert "Subject: IAM access key rotation 2026-01-05T06:00:00Z: 1 rotated, 1 blocked" in shown
-    assert "Timeline of run-001" in shown and "Act on each user" in shown
+    assert "Timeline of run-001" in shown and "Act on each batch of users" in shown
+    assert "ci-deployer: Note when the new key is created -> Create new access key" in shown  # the user its steps are
     assert "invariants (AWSCURRENT is an Active key of its user; every key created is stored; no Active key deleted): hold" in shown
     assert "Lambda payloads: none" in shown
     assert "Exit status 0" in shown
@@ -100,7 +101,7 @@ def test_json_is_one_document_with_the_runs_keys_secrets_emails_and_checks(capsy
 
 @pytest.mark.parametrize(
     "event",
-    [EVENTS / "preflight-plan-invalid-input.json", {"time": "not-a-time"}],
+    [EVENTS / "plan-run-invalid-input.json", {"time": "not-a-time"}],
     ids=["a Lambda event as execution input", "a time that is not a time"],
 )
 def test_a_run_that_fails_exits_1_and_says_why(event, tmp_path, capsys, monkeypatch):

@@ -31,7 +31,7 @@ def test_every_fixture_is_documented_in_the_readme():
 
 
 def test_the_readme_invokes_each_function_locally_and_remotely():
-    for function in ("PreflightFunction", "KeyCheckFunction"):
+    for function in ("PlanRunFunction", "PlanBatchFunction", "KeyCheckFunction"):
         assert re.search(rf"sam local invoke {function} -e events/\S+\.json", README), function
         assert re.search(rf"sam remote invoke {function} --stack-name \S+ --event-file events/\S+\.json", README), function
 

@@ -77,10 +77,10 @@ def test_a_key_created_in_the_second_its_state_entered_is_found_and_deleted_when
 
     # The trap: the state that notes the time entered at hh:mm:ss.mmm, and IAM dated the key it then created to
     # the whole second, which reads as earlier.
-    (reconcile,) = [json.loads(p)["Payload"] for p in run.lambda_payloads() if '"phase": "reconcile"' in p]
+    (reconcile,) = [json.loads(p)["Payload"] for p in run.lambda_payloads() if "ReconcileFunction" in p]
     since = reconcile["since"]
     assert since[19:] != ".000Z"
-    created = next(e for e in run.events if "createAccessKey" in json.dumps(e.get("taskSucceededEventDetails", {})))
+    created = next(e for e in run.all_events() if "createAccessKey" in json.dumps(e.get("taskSucceededEventDetails", {})))
     new_key = json.loads(created["taskSucceededEventDetails"]["output"])["AccessKey"]["AccessKeyId"]
     # Found, deleted and named, although IAM's date for it is before ``since``.
     assert keys("app") == {old: "Active"} and staged(aws, "app") == {"AWSCURRENT": old}

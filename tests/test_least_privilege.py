@@ -17,6 +17,17 @@ ACCOUNT, REGION, STACK = stack.ACCOUNT_ID, stack.REGION, stack.STACK_NAME
 USER_ARN = f"arn:aws:iam::{ACCOUNT}:user/*"
 SECRETS_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:iam-key-rotation/*"
 MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STACK}-rotation"
+RUN_RECORDS = f"arn:aws:s3:::key-rotation-runs-{stack.PSEUDO_PARAMETERS['AWS::StackId'].rsplit('/', 1)[1]}/runs/*"
+# What each function may do, and nothing more (the key check, which reads secrets, has its own test).
+READS = {
+    "PlanRunFunction": {"iam:GetAccountAuthorizationDetails", "iam:GetUser", "secretsmanager:ListSecrets", "states:ListExecutions"},
+    "PlanBatchFunction": {"iam:ListAccessKeys", "secretsmanager:GetResourcePolicy"},
+    "QueueActionsFunction": {"s3:GetObject"},
+    "KeyStatusFunction": {"iam:ListAccessKeys"},
+    "ReconcileFunction": {"iam:ListAccessKeys", "secretsmanager:DescribeSecret"},
+    "ReportFunction": {"s3:GetObject"},
+}
+WRITES_RUN_RECORDS = {"PlanRunFunction", "QueueActionsFunction", "ReportFunction"}
 GIVEN_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0f0f0f-aaaa-bbbb-cccc-000000000000"
 CONSUMER = f"arn:aws:iam::{ACCOUNT}:role/payments-service"
 READERS = [f"arn:aws:iam::{ACCOUNT}:role/security-audit", f"arn:aws:iam::{ACCOUNT}:role/break-glass"]
@@ -34,6 +45,7 @@ GIVEN_KEY_SET = {**EVERYTHING, "KmsKeyArn": GIVEN_KEY}
 # IAM offers no resource-level permission for these: "*" is the only possible Resource.
 NO_RESOURCE_SCOPE = {
     "iam:ListUsers",
+    "iam:GetAccountAuthorizationDetails",  # every user and its tags in bulk: metadata, never a secret
     "secretsmanager:ListSecrets",  # the plan filters by SecretNamePrefix; it lists metadata, never values
     "ses:SendEmail",  # scoped by its ses:FromAddress condition instead (checked below)
     "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
@@ -113,14 +125,56 @@ def test_report_email_only_from_the_sender(template):
         assert sends and all(s["Condition"] == {"StringEquals": {"ses:FromAddress": parameters["SenderEmail"]}} for s in sends)
 
 
-def test_the_preflight_function_only_reads_and_never_a_secret_value(template):
-    _, resources = template
-    statements = role_statements(role_of(resources, "PreflightFunction"))
+@pytest.mark.parametrize("function", list(READS))
+def test_each_function_reads_only_what_it_needs_and_never_a_secret_value(template, function):
+    parameters, resources = template
+    statements = role_statements(role_of(resources, function))
     actions = {a for s in statements for a in as_list(s["Action"])}
-    assert actions and all(re.fullmatch(r"[a-z0-9-]+:(List|Get|Describe)[A-Za-z]+", a) for a in actions), actions
-    assert "secretsmanager:GetSecretValue" not in actions
-    (listing,) = granted(statements, "states:ListExecutions")
-    assert listing["Resource"] == MACHINE_ARN
+    writes = {"s3:PutObject"} if function in WRITES_RUN_RECORDS else set()
+    kms = {"kms:Decrypt", "kms:GenerateDataKey"} if function in WRITES_RUN_RECORDS and "KmsKeyArn" in parameters else set()
+    assert actions == READS[function] | writes | kms, function
+    for statement in statements:
+        if set(as_list(statement["Action"])) & {"s3:GetObject", "s3:PutObject"}:
+            assert statement["Resource"] == RUN_RECORDS, statement  # this stack's run records, nothing else
+    if function == "PlanRunFunction":
+        (listing,) = granted(statements, "states:ListExecutions")
+        assert listing["Resource"] == MACHINE_ARN
+    for action in ("iam:ListAccessKeys", "secretsmanager:GetResourcePolicy", "secretsmanager:DescribeSecret"):
+        for statement in granted(statements, action):
+            if function in ("KeyStatusFunction", "ReconcileFunction"):
+                assert as_list(statement["Resource"]) == [USER_ARN if action.startswith("iam:") else SECRETS_ARN], statement
+
+
+def test_the_state_machine_reads_and_writes_only_its_own_run_records_and_child_executions(template):
+    _, resources = template
+    statements = role_statements(role_of(resources, "RotationStateMachine"))
+    for action in ("s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"):
+        assert [s["Resource"] for s in granted(statements, action)] == [RUN_RECORDS], action
+    (start,) = granted(statements, "states:StartExecution")
+    assert start["Resource"] == MACHINE_ARN
+    for action, kind in (("states:DescribeExecution", "execution"), ("states:StopExecution", "execution"), ("states:DescribeMapRun", "mapRun")):
+        (grant,) = granted(statements, action)
+        assert grant["Resource"] == f"arn:aws:states:{REGION}:{ACCOUNT}:{kind}:{STACK}-rotation/*", action
+
+
+def test_the_run_bucket_is_private_encrypted_tls_only_and_expires_its_records(template):
+    parameters, resources = template
+    bucket = resources["RunBucket"]
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    key_arn = parameters.get("KmsKeyArn") or stack.resolve(parameters)[1].physical["RotationKey"]["Arn"]
+    assert rule == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}, "BucketKeyEnabled": True}
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True} and len(bucket["PublicAccessBlockConfiguration"]) == 4
+    (expiry,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert (expiry["Status"], expiry["ExpirationInDays"]) == ("Enabled", "30")
+    (tls,) = resources["RunBucketPolicy"]["PolicyDocument"]["Statement"]
+    assert (tls["Effect"], tls["Action"], tls["Condition"]) == ("Deny", "s3:*", {"Bool": {"aws:SecureTransport": "false"}})
+
+
+def test_a_given_run_bucket_replaces_the_stack_bucket():
+    resources = deployed({"RunBucketName": "platform-run-records"})
+    assert "RunBucket" not in resources and "RunBucketPolicy" not in resources
+    grants = granted(role_statements(role_of(resources, "RotationStateMachine")), "s3:PutObject")
+    assert [g["Resource"] for g in grants] == ["arn:aws:s3:::platform-run-records/runs/*"]
 
 
 def test_the_key_check_function_reads_only_rotation_secrets(template):
@@ -156,7 +210,7 @@ def test_the_state_machine_encrypts_its_history_with_the_customer_managed_key(te
     # New secrets are created under the same key (the ASL gets it through DefinitionSubstitutions).
     assert machine["DefinitionSubstitutions"]["SecretsKmsKeyArn"] == key_arn
     asl = json.loads((ROOT / machine["DefinitionS3Location"]["Key"]).read_text())
-    create = asl["States"]["Act on each user"]["ItemProcessor"]["States"]["Create secret with new key"]
+    create = user_steps(asl)["Create secret with new key"]
     assert create["Parameters"]["KmsKeyId"] == "${SecretsKmsKeyArn}"
 
 
@@ -172,13 +226,15 @@ def test_the_key_policy_names_every_principal_that_may_decrypt():
     }
     assert decrypters == {
         role_arn("RotationRole"), role_arn("KeyCheckFunctionRole"), CONSUMER, *READERS,
+        # the run records in the run bucket, through S3 only
+        role_arn("PlanRunFunctionRole"), role_arn("QueueActionsFunctionRole"), role_arn("ReportFunctionRole"),
         "delivery.logs.amazonaws.com",  # CloudWatch log delivery of the state machine's ERROR logs (no execution data)
     }
     for statement in policy["Statement"]:
         if any(fnmatchcase("kms:Decrypt", a) for a in as_list(statement["Action"])):
-            # every decrypt is bound to this state machine's history, the rotation secrets, or this account's logs
+            # every decrypt is bound to this state machine's history, the rotation secrets, S3, or this account's logs
             context = json.dumps(statement["Condition"])
-            assert MACHINE_ARN in context or SECRETS_ARN in context or statement["Principal"].get("Service"), statement
+            assert MACHINE_ARN in context or SECRETS_ARN in context or f"s3.{REGION}.amazonaws.com" in context or statement["Principal"].get("Service"), statement
     root = [s for s in policy["Statement"] if s["Principal"].get("AWS") == f"arn:aws:iam::{ACCOUNT}:root"]
     root_actions = [a for s in root for a in as_list(s["Action"])]
     # The account administers the key but cannot decrypt, nor grant itself decryption by a grant.
@@ -188,7 +244,8 @@ def test_the_key_policy_names_every_principal_that_may_decrypt():
 def test_without_readers_or_consumer_only_the_workflow_decrypts():
     policy = deployed(DEFAULTS)["RotationKey"]["KeyPolicy"]
     decrypters = {p for s in policy["Statement"] if "kms:Decrypt" in as_list(s["Action"]) for p in as_list(s["Principal"].get("AWS", []))}
-    assert decrypters == {f"arn:aws:iam::{ACCOUNT}:role/{STACK}-RotationRole", f"arn:aws:iam::{ACCOUNT}:role/{STACK}-KeyCheckFunctionRole"}
+    workflow = ("RotationRole", "KeyCheckFunctionRole", "PlanRunFunctionRole", "QueueActionsFunctionRole", "ReportFunctionRole")
+    assert decrypters == {f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{role}" for role in workflow}
 
 
 def test_a_given_key_replaces_the_stack_key():
@@ -196,11 +253,11 @@ def test_a_given_key_replaces_the_stack_key():
     assert "RotationKey" not in resources
     statements = role_statements(role_of(resources, "RotationStateMachine"))
     assert {s["Resource"] for s in granted(statements, "kms:GenerateDataKey")} == {GIVEN_KEY}
+    assert resources["RunBucket"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == GIVEN_KEY
 
 
 def test_the_consumer_gets_read_only_access_and_public_policies_are_blocked():
-    asl = json.loads((ROOT / "statemachine" / "rotation.asl.json").read_text())
-    states = asl["States"]["Act on each user"]["ItemProcessor"]["States"]
+    states = user_steps(json.loads((ROOT / "statemachine" / "rotation.asl.json").read_text()))
     (statement,) = states["Consumer policy"]["Result"]["Statement"]
     assert statement["Principal"] == {"AWS": "${ConsumerPrincipalArn}"}
     assert sorted(statement["Action"]) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
@@ -214,6 +271,11 @@ def test_the_schedule_role_only_starts_this_state_machine():
     statements = role_statements(role_of_schedule(resources))
     (start,) = granted(statements, "states:StartExecution")
     assert start["Resource"] == MACHINE_ARN
+
+
+def user_steps(asl: dict) -> dict:
+    """The steps for one user: inside each batch's child execution."""
+    return asl["States"]["Act on each batch of users"]["ItemProcessor"]["States"]["Act on each user"]["ItemProcessor"]["States"]
 
 
 def role_of_schedule(resources):

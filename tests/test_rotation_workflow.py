@@ -5,13 +5,12 @@ import dataclasses
 import json
 from unittest import mock
 
-import app
 import boto3
 import decisions
 import pytest
 
 from emulator import account
-from emulator.faults import failing
+from emulator.faults import failing, in_state
 from emulator.runner import Emulator
 
 START = "2026-01-05T06:00:00Z"
@@ -82,15 +81,14 @@ def assert_sound(aws, run):
 
 
 def after_planning(effect):
-    """Patch the Lambda's plan phase so ``effect`` happens between the plan and the actions (a person at work)."""
-    plan_run = app.plan_run
+    """``effect`` happens once, after the run planned and before it acts (a person at work meanwhile)."""
+    done = []
 
-    def plan_then_act(*args, **kwargs):
-        plan = plan_run(*args, **kwargs)
-        effect()
-        return plan
+    def once():
+        if not done:
+            done.append(effect())
 
-    return mock.patch.object(app, "plan_run", plan_then_act)
+    return in_state("Act on each batch of users", before=once)
 
 
 def iam():
@@ -286,7 +284,8 @@ def test_dry_run_reports_the_plan_and_changes_nothing(emulate, how):
 
     assert {u: keys(u) for u in before} == before
     assert outcomes(run) == {"app": "would-rotate", "old": "would-retire"}
-    assert "Map" not in {e["type"].replace("StateEntered", "") for e in run.events}
+    assert "Act on each batch of users" not in run.states_entered()
+    assert {c.map_run_arn.rsplit(":", 1)[0].rsplit("/", 1)[1] for c in run.children} == {"plan"}  # planned, never acted
     (email,) = run.emails
     assert email.subject.startswith("[dry run]")
 
@@ -350,7 +349,8 @@ def test_one_email_per_run_to_every_recipient_with_key_ids_and_no_secret(emulate
     assert email.source == "rotation@example.com"
     assert email.destinations == ["team@example.com", "owner@example.com"]
     assert email.subject == f"IAM access key rotation {START}: 1 rotated, 1 blocked"
-    assert run.output["users"][0]["newKeyId"] in email.body
+    (rotated,) = [u for u in run.output["users"] if u["outcome"] == "rotated"]
+    assert rotated["newKeyId"] in email.body
     assert_sound(aws, run)
 
 
@@ -421,7 +421,7 @@ def test_a_planning_failure_is_emailed_and_fails_the_run_with_nothing_changed(em
     aws = emulate(account_with(("app", [key(95, in_secret=True)])))
     before = (keys("app"), staged(aws, "app"))
 
-    with failing("iam", "list_users", "AccessDenied"):
+    with failing("iam", "get_account_authorization_details", "AccessDenied"):
         run = aws.scheduled_run()
 
     assert (keys("app"), staged(aws, "app")) == before
@@ -461,7 +461,8 @@ def test_the_execution_history_records_the_new_secret_key_which_is_why_it_is_enc
 
     run = aws.scheduled_run()
 
-    created = [e for e in run.events if e.get("taskSucceededEventDetails", {}).get("resourceType") == "aws-sdk:iam"]
+    events = [e for history in run.histories() for e in history]  # the user's steps run in a child execution
+    created = [e for e in events if e.get("taskSucceededEventDetails", {}).get("resourceType") == "aws-sdk:iam"]
     stored = account.secret_value("iam-key-rotation/app")["SecretAccessKey"]
     assert any(stored in e["taskSucceededEventDetails"]["output"] for e in created)
     assert stored not in json.dumps(run.output)

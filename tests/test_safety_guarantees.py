@@ -77,7 +77,7 @@ def invocations_of(run, function_part):
     """The parameters of each invocation of the function whose name holds ``function_part``, from the history."""
     return [
         json.loads(e["taskScheduledEventDetails"]["parameters"])
-        for e in run.events
+        for e in run.all_events()
         if e.get("taskScheduledEventDetails", {}).get("resourceType") == "lambda"
         and function_part in e["taskScheduledEventDetails"]["parameters"]
     ]
@@ -86,7 +86,7 @@ def invocations_of(run, function_part):
 def key_check_results(run):
     """The key check Lambda's results (its Payload) as the history records them."""
     found = []
-    for e in run.events:
+    for e in run.all_events():
         d = e.get("taskSucceededEventDetails")
         if d and d.get("resourceType") == "lambda":
             payload = json.loads(d["output"])["Payload"]
@@ -96,11 +96,11 @@ def key_check_results(run):
 
 
 def failed_task_errors(run):
-    return [e["taskFailedEventDetails"].get("error") for e in run.events if "taskFailedEventDetails" in e]
+    return [e["taskFailedEventDetails"].get("error") for e in run.all_events() if "taskFailedEventDetails" in e]
 
 
 def event_index(run, predicate):
-    return next(i for i, e in enumerate(run.events) if predicate(e))
+    return next(i for i, e in enumerate(run.all_events()) if predicate(e))
 
 
 def version_count(secret_name):
@@ -383,7 +383,7 @@ def test_a_run_that_starts_while_another_runs_changes_nothing(emulate, second):
     assert keys("app") == {old: "Active", new: "Active"}
     assert staged(aws, "app") == {"AWSCURRENT": new, "AWSPREVIOUS": old}
     assert version_count("iam-key-rotation/app") == 2
-    assert "LimitExceeded" not in json.dumps(a.events, default=str)
+    assert "LimitExceeded" not in json.dumps(a.all_events(), default=str)
 
     # The same input once nothing else runs: it proceeds (not skipped), and the rotation is already done.
     again = aws.start(second_input)
@@ -563,11 +563,10 @@ def test_a_secret_the_workflow_creates_is_encrypted_with_the_stack_key(emulate, 
 # --- 6. the plan of a large account stays small --------------------------------------------------------------
 
 
-def test_the_plan_of_600_due_users_holds_250_actions_oldest_first_and_stays_small(emulate):
+def test_a_dry_run_over_600_due_users_queues_the_250_oldest_in_batches_of_50(emulate):
     aws = emulate(account_with(), MaxUsersPerRun="250")
     iam_backend = _iam_backend()
     now = decisions.parse_time(START)
-    seeding = time.monotonic()
     ages = {}
     for i in range(600):  # straight into moto's backend: ~10x faster than 1,800 API calls
         name = f"svc-{(i * 7919) % 600:03d}"  # names in another order than ages, so the sort is by age
@@ -575,18 +574,14 @@ def test_the_plan_of_600_due_users_holds_250_actions_oldest_first_and_stays_smal
         ages[name] = 91 + i
         created = iam_backend.create_access_key(name)
         account.backdate_key(name, created.access_key_id, now - timedelta(days=ages[name], minutes=i))
-    seeded = time.monotonic() - seeding
 
-    planning = time.monotonic()
-    plan, error = aws.invoke_preflight({"phase": "plan", "input": {"time": START}, "startTime": "2026-01-05T06:00:02.123Z"})
-    planned = time.monotonic() - planning
+    run = aws.start({"time": START, "dryRun": True})
 
-    assert error is None, plan
-    assert (plan["managedUsers"], len(plan["actions"]), plan["deferredUsers"]) == (600, 250, 350)
+    assert (run.status, run.output["managedUsers"], run.output["deferredUsers"]) == ("SUCCEEDED", 600, 350)
+    batches = json.loads(boto3.client("s3").get_object(Bucket=aws.deployment.bucket, Key=f"runs/{run.name}/actions.json")["Body"].read())
+    assert [len(b["users"]) for b in batches] == [50] * 5
     oldest_first = sorted(ages, key=lambda u: -ages[u])
-    assert [a["user"] for a in plan["actions"]] == oldest_first[:250]
-    assert {a["outcome"] for a in plan["actions"]} == {"rotate"}
-    size = len(json.dumps(plan))
-    print(f"\nseeded 600 users in {seeded:.2f} s, planned in {planned:.1f} s; plan {size} bytes, "
-          f"{size / len(plan['actions']):.0f} bytes per action")
-    assert size < 100 * 1024  # Step Functions' payload limit is 256 KiB
+    assert [u["user"] for b in batches for u in b["users"]] == oldest_first[:250]
+    assert {u["outcome"] for b in batches for u in b["users"]} == {"rotate"}
+    assert len([c for c in run.children]) == 6  # six batches planned, none acted on
+    assert max(len(json.dumps(b)) for b in batches) < 64 * 1024

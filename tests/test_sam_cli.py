@@ -130,7 +130,7 @@ SAR_RESOURCE_POLICY_TYPES = {
     "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy",
 }
 # What the README's SAR install command acknowledges; this test fails when the template needs something else.
-SAR_INSTALL_CAPABILITIES = {"CAPABILITY_IAM"}
+SAR_INSTALL_CAPABILITIES = {"CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"}  # the run bucket's TLS-only policy
 
 # CloudFormation's own rule (CreateChangeSet "Capabilities"): IAM resources need CAPABILITY_IAM, and
 # CAPABILITY_NAMED_IAM when they have custom names.

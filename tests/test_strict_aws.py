@@ -194,3 +194,20 @@ def test_listing_secrets_while_another_thread_creates_one_loses_nothing():
         assert names == {"iam-key-rotation/first", "iam-key-rotation/second"}
 
     holds_on_the_emulator_and_not_on_plain_moto(check)
+
+
+def test_account_details_come_in_pages_as_iam_sends_them():
+    """faithful_moto, not strict_aws: a caller that forgets the Marker would plan a hundred users of thousands."""
+
+    def check(clock):
+        for i in range(250):
+            iam().create_user(UserName=f"svc-{i:03d}")
+        first = iam().get_account_authorization_details(Filter=["User"])
+        assert len(first["UserDetailList"]) == 100 and first["IsTruncated"] is True
+        pages = iam().get_paginator("get_account_authorization_details").paginate(Filter=["User"], PaginationConfig={"PageSize": 1000})
+        assert sum(len(p["UserDetailList"]) for p in pages) == 250
+
+    with moto_account(strict=True) as clock:
+        check(clock)
+    with mock_aws(config=MOTO_CONFIG), pytest.raises(AssertionError):
+        check(None)

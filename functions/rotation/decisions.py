@@ -17,13 +17,15 @@ from datetime import datetime, timedelta, timezone
 # statemachine/rotation.asl.json builds the same string; tests/test_template.py checks both.
 SECRET_VERSION_PREFIX = "key-rotation-"
 
+# Every tag the workflow writes starts with this; its role may write no other (template.yaml).
+WORKFLOW_TAG_PREFIX = "key-rotation:"
 # IAM records no deactivation time, so the workflow keeps it as a user tag "<prefix><AccessKeyId>" whose
 # value is the ISO time the key was deactivated (or first seen Inactive). The recovery window counts from it.
-INACTIVE_SINCE_TAG_PREFIX = "key-rotation:inactive-since:"
+INACTIVE_SINCE_TAG_PREFIX = WORKFLOW_TAG_PREFIX + "inactive-since:"
 
 # The user tag naming the secret the workflow last stored the user's key in, written after each store: it tells
 # a secret deleted by hand from one that was never created.
-SECRET_TAG = "key-rotation:secret"
+SECRET_TAG = WORKFLOW_TAG_PREFIX + "secret"
 # IAM allows this many tags per user; the workflow's own (SECRET_TAG, inactive-since tags) count against it.
 MAX_TAGS_PER_USER = 50
 
@@ -218,7 +220,8 @@ def decide(
     policy: Policy,
     force: bool = False,
     obsolete_tags: tuple[str, ...] = (),
-    tag_keys: frozenset[str] | None = None,
+    tags: dict[str, str] | None = None,
+    tag_count: int | None = None,
     recorded_at: datetime | None = None,
 ) -> Decision:
     """Decide one user's actions for a run at ``now``.
@@ -240,8 +243,8 @@ def decide(
       reaches install + recovery window *and* the key has been Inactive for the recovery window, counted from
       its inactive-since tag (written on deactivation, or on first sight for keys deactivated by hand), so a
       key is never deleted in the run that deactivated it, and missed runs never shorten the window.
-    - The tags the run writes must fit within IAM's 50 per user (``tag_keys``: the user's tags, when read), or
-      the user is blocked before anything changes.
+    - The tags the run writes must fit within IAM's 50 per user (``tag_count``: how many the user has; ``tags``:
+      at least the workflow's own), or the user is blocked before anything changes.
     ``obsolete_tags`` names keys whose inactive-since tag no longer applies (the key was re-activated or is
     gone): the tag is removed, so a later deactivation by hand starts a fresh recovery window. Times written on
     tags are ``recorded_at`` (default ``now``): when the run really acts.
@@ -252,7 +255,7 @@ def decide(
     decision.forget_inactive.extend(
         k for k in obsolete_tags if k not in decision.forget_inactive and k not in decision.record_inactive
     )
-    return _within_tag_quota(_noting_records(decision), tag_keys)
+    return _within_tag_quota(_noting_records(decision), tag_count, frozenset(tags or ()))
 
 
 def _decide(user, keys, secret, now, policy, force, recorded_at) -> Decision:
@@ -403,21 +406,21 @@ def _secret_lost(user: str, secret: Secret, stale: bool, active: list[Key]) -> s
     return None
 
 
-def _within_tag_quota(decision: Decision, tag_keys: frozenset[str] | None) -> Decision:
+def _within_tag_quota(decision: Decision, tag_count: int | None, tag_keys: frozenset[str]) -> Decision:
     """Block a user whose tags this run would take past IAM's quota: better before anything changes than a
     TagUser that fails half-way."""
-    if tag_keys is None:
+    if tag_count is None:
         return decision
     adding = {inactive_since_tag(k) for k in decision.record_inactive}
     adding |= {SECRET_TAG} if decision.rotate or decision.record_secret else set()
     adding -= tag_keys
-    if len(tag_keys) + len(adding) <= MAX_TAGS_PER_USER:
+    if tag_count + len(adding) <= MAX_TAGS_PER_USER:
         return decision
-    excess = len(tag_keys) + len(adding) - MAX_TAGS_PER_USER
+    excess = tag_count + len(adding) - MAX_TAGS_PER_USER
     return Decision(
         decision.user,
         "blocked",
-        f"{decision.reason}; but the user has {len(tag_keys)} tags, IAM allows {MAX_TAGS_PER_USER}, and this run must "
+        f"{decision.reason}; but the user has {tag_count} tags, IAM allows {MAX_TAGS_PER_USER}, and this run must "
         f"add {len(adding)} to keep its records ({', '.join(sorted(adding))}): remove {excess} tag(s) the user no "
         "longer needs (aws iam untag-user); nothing was changed, and the next run goes on",
     )

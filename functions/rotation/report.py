@@ -10,13 +10,15 @@ import textwrap
 
 import decisions
 
-# Step Functions caps a Fail state's cause at 32,768 characters.
+# Step Functions caps a Fail state's cause at 32,768 characters: a failure's cause is at most 8,000 characters of
+# failed users and a summary of at most 8,000.
 MAX_CAUSE_CHARS = 32_000
 # Everything the report returns travels in the execution's state (256 KiB with the rest): the email tells at
 # most this many users' stories in full, the summary keeps details for the users a person must look at.
 MAX_DETAILED_USERS = 50
 MAX_DETAIL_CHARS = 600
-MAX_OWNER_EMAILS = 20
+# The summary (the execution's output) names at most this many users, problems first; the run bucket has them all.
+MAX_SUMMARY_USERS = 200
 MAX_OWNER_EMAIL_CHARS = 3_000
 MAX_FAILURE_CAUSE_CHARS = 8_000
 
@@ -50,19 +52,25 @@ def plan_item(decision: decisions.Decision, secret_name: str, key_ids: list[str]
         ] + ([{"Key": decisions.SECRET_TAG, "Value": decision.record_secret}] if decision.record_secret else [])
     if decision.forget_inactive:
         item["forgetTags"] = [decisions.inactive_since_tag(key_id) for key_id in decision.forget_inactive]
+    if decision.grant_consumer:
+        item["grantConsumer"] = True
     return item
 
 
-def build(event: dict, settings) -> dict:
-    """Summary, failure cause and email for the run; ``settings`` is app.Settings."""
-    plan = event.get("plan") or {}
-    run_error = event.get("runError")
-    results = {r["user"]: r for r in event.get("results") or []}
+def build(plan: dict, results: list[dict], run_error: dict | None, settings, where: str = "", start_time: str | None = None):
+    """The run's report from its plan (what "Queue the actions" wrote: counts, the users acted on, the blocked,
+    attention and unreadable users, notices) and the per-user results; ``settings`` is settings.Settings and
+    ``where`` the whole report's place in the run bucket.
+
+    Returns (the report the state machine carries, bounded whatever the account's size; every user's entry, for
+    the run bucket; one email per owner, each bounded).
+    """
+    results_by_user = {r["user"]: r for r in results}
     dry_run = plan.get("dryRun", False)
 
     users = []
     for item in plan.get("actions", []):
-        result = results.get(item["user"])
+        result = results_by_user.get(item["user"])
         if dry_run:
             users.append(_entry(item, _PLANNED[item["outcome"]], item["reason"]))
         elif result is None or result.get("status") != "succeeded":
@@ -74,21 +82,20 @@ def build(event: dict, settings) -> dict:
     users += [_entry(u, "failed", u["reason"]) for u in plan.get("unreadable", [])]
 
     counts = {name: sum(u["outcome"] == name for u in users) for name in _COUNTED}
-    # Users past the plan's list caps are counted, not listed.
-    counts["blocked"] += max(0, plan.get("blockedUsers", 0) - len(plan.get("blocked", [])))
-    counts["attention"] += max(0, plan.get("attentionUsers", 0) - len(plan.get("attention", [])))
-    counts["failed"] += max(0, plan.get("unreadableUsers", 0) - len(plan.get("unreadable", [])))
-    newsworthy = [u for u in users if u["outcome"] in _NEWSWORTHY]
-    detailed = {id(u) for u in _problems_first(newsworthy)[:MAX_DETAILED_USERS]}
+    newsworthy = _problems_first([u for u in users if u["outcome"] in _NEWSWORTHY])
     summary = {
-        "time": plan.get("time") or _whole_seconds(event.get("startTime")),
+        "time": plan.get("time") or _whole_seconds(start_time),
         "dryRun": dry_run,
         "managedUsers": plan.get("managedUsers", 0),
         "unchangedUsers": plan.get("unchangedUsers", 0),
         "deferredUsers": plan.get("deferredUsers", 0),
         **counts,
-        "users": [_compact(u, detailed=id(u) in detailed) for u in newsworthy],
+        "users": [_compact(u, detailed=n < MAX_DETAILED_USERS) for n, u in enumerate(newsworthy[:MAX_SUMMARY_USERS])],
     }
+    if len(newsworthy) > MAX_SUMMARY_USERS:
+        summary["moreUsers"] = len(newsworthy) - MAX_SUMMARY_USERS
+    if where:
+        summary["report"] = where
     if run_error:
         summary["error"] = f"{run_error.get('Error')}: {_cause(run_error)}"
     failed = bool(counts["failed"] or run_error)
@@ -106,8 +113,8 @@ def build(event: dict, settings) -> dict:
         and settings.notification_emails
         and (summary["users"] or run_error or counts["blocked"] or counts["attention"] or counts["failed"])
     )
-    report["ownerEmails"] = owner_emails(plan, newsworthy, summary, settings) if settings.sender_email else []
-    return report
+    owners = owner_emails(plan, newsworthy, summary, settings) if settings.sender_email else []
+    return report, [{**u, "detail": u["detail"]} for u in newsworthy], owners
 
 
 def _summary_text(summary: dict) -> str:
@@ -148,7 +155,7 @@ def owner_emails(plan: dict, newsworthy: list[dict], summary: dict, settings) ->
             by_owner.setdefault(n["owner"], []).extend(lines + [""])
     prefix = "[dry run] " if summary["dryRun"] else ""
     emails = []
-    for owner, lines in sorted(by_owner.items())[:MAX_OWNER_EMAILS]:  # the rest hear on the next runs
+    for owner, lines in sorted(by_owner.items()):
         text = "\n".join(lines)
         if len(text) > MAX_OWNER_EMAIL_CHARS:
             text = text[:MAX_OWNER_EMAIL_CHARS].rsplit("\n", 1)[0] + "\n(more: ask the team that runs the rotation)\n"
@@ -258,13 +265,11 @@ def _body(summary: dict, newsworthy: list[dict], settings) -> str:
         lines += [f"The run failed: {summary['error']}. Users without a result are listed as failed.", ""]
     elif summary.get("error"):
         lines += [f"The run failed before any user was processed: {summary['error']}", ""]
-    for u in _problems_first(newsworthy)[:MAX_DETAILED_USERS]:
+    for u in newsworthy[:MAX_DETAILED_USERS]:  # problems first
         lines += user_paragraph({**u, "detail": u["detail"][:MAX_DETAIL_CHARS]}) + [""]
     if len(newsworthy) > MAX_DETAILED_USERS:
-        lines += [f"... and {len(newsworthy) - MAX_DETAILED_USERS} more users: the execution's output lists them all.", ""]
-    hidden = sum(summary[k] for k in _PROBLEMS) - sum(u["outcome"] in _PROBLEMS for u in newsworthy)
-    if hidden:
-        lines += [f"{hidden} more failed, blocked or attention users are not listed here: the next runs report them.", ""]
+        place = f"the full report, every user, is {summary['report']}" if summary.get("report") else "the execution's output lists them"
+        lines += [f"... and {len(newsworthy) - MAX_DETAILED_USERS} more users: {place}.", ""]
     lines += [
         "Keys are stored in Secrets Manager; this message never contains a secret.",
         "A key deactivated by mistake can be re-activated until it is deleted:",
@@ -282,6 +287,7 @@ def user_paragraph(entry: dict, indent: str = "    ") -> list[str]:
 
 
 def _failure_cause(summary: dict, newsworthy: list[dict]) -> str:
+    """Each failed user and why (as many as fit), then the summary as JSON (whole, or its counts)."""
     failed = [f"{u['user']} ({u['detail']})" for u in newsworthy if u["outcome"] == "failed"]
-    head = summary.get("error") or f"{len(failed)} user(s) failed: " + "; ".join(failed)
-    return (head + " Summary: " + json.dumps(summary))[:MAX_FAILURE_CAUSE_CHARS]
+    head = summary.get("error") or f"{summary['failed']} user(s) failed: " + "; ".join(failed)
+    return head[:MAX_FAILURE_CAUSE_CHARS] + " Summary: " + _summary_text(summary)

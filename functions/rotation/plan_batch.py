@@ -1,0 +1,99 @@
+"""Plan a batch of users: the one Task of each child execution of "Plan each batch of users". Read-only.
+
+Event: a contract.BatchToPlan (up to a hundred users, with their tags and secret metadata from "Plan the run").
+Result: a contract.BatchPlan. For each user it reads the keys (ListAccessKeys: the one call an untouched user
+costs), and the secret's resource policy where ConsumerPrincipalArn is set, then decides (decisions.py). A user
+whose keys cannot be read is listed as unreadable; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import decisions
+import reading
+import report
+from contract import BatchPlan, BatchToPlan, Listed, Notice, UserToPlan
+from settings import Settings
+
+logger = logging.getLogger()
+logger.setLevel(logging.INFO)
+
+
+def handler(event, context):
+    settings = Settings.from_env()
+    return plan_batch(event, settings, reading.client("iam"), reading.client("secretsmanager"))
+
+
+def plan_batch(batch: BatchToPlan, settings: Settings, iam, secretsmanager) -> BatchPlan:
+    now, recorded_at = decisions.parse_time(batch["time"]), decisions.parse_time(batch["recordedAt"])
+    plan = BatchPlan(batch=batch["batch"], managed=0, unchanged=0, actions=[], blocked=[], attention=[], unreadable=[], notices=[])
+
+    def decide(user: UserToPlan):
+        try:
+            return user, _decide(user, settings, iam, secretsmanager, now, recorded_at, batch["force"])
+        except reading.READ_ERRORS as error:  # after boto3's retries: this user waits, the others go on
+            return user, error
+
+    # ParallelUsers calls to IAM at once per batch; ParallelBatches batches at once: the run's bound.
+    with ThreadPoolExecutor(max(1, settings.parallel_users)) as pool:
+        for user, decided in pool.map(decide, batch["users"]):
+            plan["managed"] += user["managed"]
+            if isinstance(decided, Exception):
+                plan["unreadable"].append(Listed(user=user["user"], reason=reading.unreadable_reason(decided)))
+                continue
+            if decided is None:
+                plan["unchanged"] += user["managed"]
+                continue
+            decision, keys, secret_name = decided
+            owner = reading.owner_of(user["tags"], settings.owner_tag_key, settings.owner_email_domains)
+            owned = {"owner": owner} if owner else {}
+            if decision.notices and owner:  # notices are for owners only
+                plan["notices"].append(Notice(user=decision.user, notices=decision.notices, **owned))
+            if decision.outcome in ("blocked", "attention"):  # nothing changes for either: a person must act
+                plan[decision.outcome].append(Listed(user=decision.user, reason=decision.reason, **owned))
+            elif decision.has_actions:
+                item = report.plan_item(decision, secret_name, [k.id for k in keys])
+                item["oldest"] = decisions.format_time(min((k.created for k in keys), default=now))
+                plan["actions"].append({**item, **owned})
+            else:
+                plan["unchanged"] += 1
+    return plan
+
+
+def _decide(user: UserToPlan, settings: Settings, iam, secretsmanager, now, recorded_at, force: bool):
+    """(decision, keys, secret name) for a user; None for a user that left rotation with nothing left to finish."""
+    view = user["secret"]
+    secret = decisions.Secret(
+        exists=view["exists"], key_id=view["keyId"], foreign=view["foreign"], scheduled_for_deletion=view["deleted"],
+        name=view["name"], recorded=user["tags"].get(decisions.SECRET_TAG),
+    )
+    gone = user.get("exists") is False
+    keys, obsolete_tags = ([], ()) if gone else reading.keys_of(iam, user["user"], user["tags"])
+    if not user["managed"]:
+        decision = decisions.left_rotation(user["user"], None if gone else keys, secret, user["why"])
+        if decision is not None:
+            logger.info("user %s: %s (%s)", decision.user, decision.outcome, decision.reason)
+        return (decision, keys, secret.name) if decision else None
+    decision = decisions.decide(
+        user["user"],
+        keys,
+        secret,
+        now,
+        settings.policy,
+        force=force,
+        obsolete_tags=obsolete_tags,
+        tags=user["tags"],
+        tag_count=user["tagCount"],
+        recorded_at=recorded_at,
+    )
+    if settings.consumer_principal_arn and decision.outcome not in ("blocked", "attention") and (
+        (decision.rotate or secret.exists) and reading.needs_grant(secretsmanager, secret.name, settings.consumer_principal_arn)
+    ):
+        decision.grant_consumer = True
+        if decision.outcome == "unchanged":
+            decision.outcome = "grant"
+            decision.reason = f"{settings.consumer_principal_arn} gets read access to the secret (ConsumerPrincipalArn)"
+    logger.info("user %s: %s (%s)", user["user"], decision.outcome, decision.reason)
+    return decision, keys, secret.name

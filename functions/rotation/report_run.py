@@ -1,0 +1,53 @@
+"""Report the run: after acting, or after the run failed. Reads the run's records (the plan, and what each user's
+steps ended with) from the run bucket; writes the whole report and the owner emails there; returns what the state
+machine carries, bounded whatever the account's size (contract.Report): the summary, the team's email, the
+failure's cause.
+
+Event: ``{"run": RunPlan | null, "queue": Queue | null, "acts": <the Map's output> | null, "runError": ...,
+"startTime": ...}``. A run that failed before it planned has no records: its report says why.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import reading
+import report
+import run_records
+from contract import Report
+from settings import Settings
+
+logger = logging.getLogger()
+logger.setLevel(logging.INFO)
+
+
+def handler(event, context):
+    return report_run(event, Settings.from_env(), reading.client("s3"))
+
+
+def report_run(event: dict, settings: Settings, s3) -> Report:
+    run, queue, acts = event.get("run"), event.get("queue"), event.get("acts")
+    plan, results = {}, []
+    if run and queue:
+        planned = run_records.read_json(s3, run["bucket"], run["folder"] + "plan.json")
+        plan = {
+            "time": run["time"],
+            "dryRun": run["dryRun"],
+            "managedUsers": planned["managed"],
+            "unchangedUsers": planned["unchanged"],
+            "deferredUsers": planned["deferred"],
+            **{k: planned[k] for k in ("actions", "blocked", "attention", "unreadable", "notices")},
+        }
+    if acts:
+        done, failed = run_records.map_run_results(s3, acts)
+        results = [result for _, batch in done for result in batch["results"]]
+        for given, error, cause in failed:  # a batch whose steps did not end: its users have no result
+            logger.info("batch %s of users did not finish: %s %s", given.get("batch"), error, cause[:300])
+    where = f"s3://{run['bucket']}/{run['folder']}report.json" if run else ""
+    built, everyone, owner_emails = report.build(plan, results, event.get("runError"), settings, where, event.get("startTime"))
+    owner_emails_key = ""
+    if run:
+        run_records.write_json(s3, run["bucket"], run["folder"] + "report.json", {**built["summary"], "users": everyone})
+        if owner_emails:
+            owner_emails_key = run_records.write_json(s3, run["bucket"], run["folder"] + "owner-emails.json", owner_emails)
+    return Report(**built, ownerEmails=len(owner_emails), ownerEmailsKey=owner_emails_key, reportKey=where)

@@ -1,0 +1,61 @@
+"""The stack's parameters, as template.yaml passes them to each function in its environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import decisions
+
+
+@dataclass(frozen=True)
+class Settings:
+    policy: decisions.Policy
+    user_path: str = "/"
+    user_tag_key: str = ""
+    user_tag_value: str = ""
+    secret_name_prefix: str = ""
+    dry_run: bool = False
+    sender_email: str = ""
+    notification_emails: tuple[str, ...] = ()
+    max_users_per_run: int = 0  # 0: no cap
+    parallel_users: int = 5
+    parallel_batches: int = 4
+    consumer_principal_arn: str = ""
+    owner_tag_key: str = ""
+    owner_email_domains: tuple[str, ...] = ()
+    bucket: str = ""  # the run bucket: every run's records
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> Settings:
+        """Every function gets the variables it needs and no more: the others keep their defaults."""
+        return cls(
+            policy=decisions.Policy.from_days(
+                int(env.get("MAX_KEY_AGE_DAYS", "90")),
+                int(env.get("INSTALL_WINDOW_DAYS", "7")),
+                int(env.get("RECOVERY_WINDOW_DAYS", "7")),
+                int(env.get("NOTICE_DAYS", "0")),
+            ),
+            user_path=env.get("USER_PATH", "/"),
+            user_tag_key=env.get("USER_TAG_KEY", ""),
+            user_tag_value=env.get("USER_TAG_VALUE", ""),
+            secret_name_prefix=env.get("SECRET_NAME_PREFIX", ""),
+            dry_run=env.get("DRY_RUN", "false").lower() == "true",
+            sender_email=env.get("SENDER_EMAIL", ""),
+            notification_emails=_listed(env.get("NOTIFICATION_EMAILS", "")),
+            max_users_per_run=int(env.get("MAX_USERS_PER_RUN", "0")),
+            parallel_users=int(env.get("PARALLEL_USERS", "5")),
+            parallel_batches=int(env.get("PARALLEL_BATCHES", "4")),
+            consumer_principal_arn=env.get("CONSUMER_PRINCIPAL_ARN", ""),
+            owner_tag_key=env.get("OWNER_TAG_KEY", ""),
+            owner_email_domains=tuple(d.lower() for d in _listed(env.get("OWNER_EMAIL_DOMAINS", ""))),
+            bucket=env.get("RUN_BUCKET", ""),
+        )
+
+    def scope(self) -> str:
+        tag = f" tagged {self.user_tag_key}={self.user_tag_value}" if self.user_tag_key else ""
+        return f"users under path {self.user_path}{tag}"
+
+
+def _listed(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
