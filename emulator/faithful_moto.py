@@ -7,7 +7,8 @@ Step Functions
 - SDK results and ``$$.Execution.StartTime`` reach the state machine as ISO strings, not datetimes;
 - aws-sdk Tasks take and return PascalCase members for every service (sfn's camelCase API included); moto
   passes both as given;
-- ``lambda:invoke`` runs the real handler from its code directory, with the function's environment, one at a time;
+- ``lambda:invoke`` runs the real handler from its code directory, one at a time, with the function's environment
+  seen by that invocation's thread only (each invocation has its own environment on AWS);
 - time passes with every AWS call and state transition; ``$$.State.EnteredTime`` has milliseconds and a Z (strict_aws);
 - a Distributed Map's items are child executions with their own histories, listed by map run (distributed_map);
 - a Distributed Map past its ToleratedFailureCount/Percentage fails with States.ExceedToleratedFailureThreshold;
@@ -297,6 +298,7 @@ def faithful_moto(
     with contextlib.ExitStack() as stack:
         for patch in patches:
             stack.enter_context(patch)
+        stack.enter_context(environment_of_each_invocation())
         if strict:
             stack.enter_context(strict_aws(clock))
             recorder.child_executions = stack.enter_context(distributed_map(clock))
@@ -352,26 +354,72 @@ def _call_handler(code_dir: Path, handler_path: str, environment: dict, event: d
         def get_remaining_time_in_millis():
             return int((deadline - time.monotonic()) * 1000)
 
-    with _HANDLER_LOCK, _environment(environment):
+    with _HANDLER_LOCK, _ENVIRON.of_this_thread(environment):
         return handler(event, Context())
 
 
-# One handler at a time: each runs with its function's environment in the process's os.environ, and a parallel
-# Map invokes Lambdas from several threads.
+# One handler at a time: the functions share the process's modules (and their clients), and a parallel Map
+# invokes Lambdas from several threads.
 _HANDLER_LOCK = threading.Lock()
 
 
+class _EnvironOfEachInvocation(dict):
+    """``os.environ``'s store while the emulator runs: the process's variables, plus, on the thread of a Lambda
+    invocation, that function's own. On AWS each invocation has its environment to itself; setting a function's
+    variables in the shared os.environ instead showed them to every other thread for the time of the call, and
+    removing them afterwards broke a concurrent reader's ``dict(os.environ)`` (KeyError), which the interpreter
+    reported as a States.Runtime failure of an unrelated user."""
+
+    def __init__(self, data: dict):
+        super().__init__(data)
+        self._invocation = threading.local()
+
+    def _mine(self) -> dict:
+        return getattr(self._invocation, "variables", None) or {}
+
+    @contextlib.contextmanager
+    def of_this_thread(self, variables: dict):
+        """While active, this thread (only) sees ``variables`` on top of the process's environment."""
+        encoded = {os.environ.encodekey(k): os.environ.encodevalue(v) for k, v in variables.items()}
+        self._invocation.variables = encoded
+        try:
+            yield
+        finally:
+            self._invocation.variables = None
+
+    def __getitem__(self, key):
+        mine = self._mine()
+        return mine[key] if key in mine else dict.__getitem__(self, key)
+
+    def __contains__(self, key):
+        return key in self._mine() or dict.__contains__(self, key)
+
+    def __iter__(self):
+        mine = self._mine()
+        return iter(list(dict.keys(self)) + [k for k in mine if not dict.__contains__(self, k)])
+
+    def __len__(self):
+        mine = self._mine()
+        return dict.__len__(self) + sum(1 for k in mine if not dict.__contains__(self, k))
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+_ENVIRON = _EnvironOfEachInvocation({})
+
+
 @contextlib.contextmanager
-def _environment(variables: dict):
-    """Set the function's variables and put back exactly what was there. Never clears os.environ (as
-    mock.patch.dict does on exit), which would leave other threads, for a moment, with no region at all."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
+def environment_of_each_invocation():
+    """Install _EnvironOfEachInvocation as os.environ's store, and put the process's own back afterwards (with
+    whatever was set meanwhile)."""
+    global _ENVIRON
+    original = os.environ._data
+    _ENVIRON = _EnvironOfEachInvocation(original)
+    os.environ._data = _ENVIRON
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        original.clear()
+        original.update(dict.items(_ENVIRON))
+        os.environ._data = original

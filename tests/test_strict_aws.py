@@ -4,6 +4,7 @@ the emulator, and plain moto (the emulator without strict_aws) lets it through, 
 from __future__ import annotations
 
 import contextlib
+import os
 import json
 import re
 import threading
@@ -211,3 +212,61 @@ def test_account_details_come_in_pages_as_iam_sends_them():
         check(clock)
     with mock_aws(config=MOTO_CONFIG), pytest.raises(AssertionError):
         check(None)
+
+
+# --- Lambda ------------------------------------------------------------------------------------------------------
+
+HANDLER = '''
+import os
+
+
+def handler(event, context):
+    seen = os.environ.get("ONLY_MINE")
+    event_ready, event_checked = CHECKS
+    event_ready.set()  # another thread now reads the process's environment while this invocation runs
+    event_checked.wait(5)
+    return {"seen": seen, "still": os.environ.get("ONLY_MINE"), "listed": dict(os.environ).get("ONLY_MINE")}
+'''
+
+
+def test_a_functions_environment_is_its_invocations_alone(tmp_path):
+    # On AWS each invocation has its environment to itself. The emulator once set a function's variables in the
+    # process's os.environ: every other thread saw them while it ran, and their removal broke a concurrent
+    # dict(os.environ) (KeyError), which the interpreter turned into a States.Runtime failure of another user.
+    (tmp_path / "env_handler.py").write_text(HANDLER)
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("env_handler")
+        ready, checked = threading.Event(), threading.Event()
+        module.CHECKS = (ready, checked)
+        seen_elsewhere = []
+
+        def read_meanwhile():
+            ready.wait(5)
+            for _ in range(200):
+                seen_elsewhere.append(("ONLY_MINE" in dict(os.environ), os.environ.get("ONLY_MINE")))
+            checked.set()
+
+        with mock_aws(config=MOTO_CONFIG):
+            functions = {"env-fn": (tmp_path, "env_handler.handler")}
+            with faithful_moto(Clock(START), functions, strict=True):
+                trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+                role = iam().create_role(RoleName="env-fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+                lam = boto3.client("lambda")
+                lam.create_function(
+                    FunctionName="env-fn", Runtime="python3.12", Role=role, Handler="env_handler.handler",
+                    Code={"ZipFile": b"emulated"}, Environment={"Variables": {"ONLY_MINE": "yes"}},
+                )
+                reader = threading.Thread(target=read_meanwhile)
+                reader.start()
+                answer = json.loads(lam.invoke(FunctionName="env-fn")["Payload"].read())
+                reader.join(5)
+        assert answer == {"seen": "yes", "still": "yes", "listed": "yes"}
+        assert seen_elsewhere and set(seen_elsewhere) == {(False, None)}
+        assert "ONLY_MINE" not in os.environ
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("env_handler", None)
