@@ -4,11 +4,15 @@ statemachine/rotation.asl.json reads these fields and the functions write them (
 tests/test_contract.py checks every field a state reads is defined here or written by an earlier state. Nothing here
 is ever secret material: users, key ids, secret names and ARNs, reasons.
 
-A run, in the order the state machine passes them on:
+A run, in the order the state machine passes them on (each function's event is an ...Event, or the item it acts on):
+  PlanRunEvent   the execution's input and context, to "Plan the run"
   RunPlan        "Plan the run" -> $.run (the users to plan are in S3, in batches: BatchToPlan items)
   BatchToPlan    one child execution of "Plan each batch of users"; its output is a BatchPlan (in S3)
+  QueueEvent     $.run and the plans' results, to "Queue the actions"
   Queue          "Queue the actions" -> $.queue (the users to act on are in S3, in batches: ActBatch items)
   ActBatch       one child execution of "Act on each batch of users"; its output is an ActBatchResult (in S3)
+                 in it, for one user (a PlanItem): KeyCheckEvent, KeyStatusEvent, ReconcileEvent and their results
+  ReportEvent    $.run, $.queue, the acts' results and any run error, to "Report the run"
   Report         "Report the run" -> $.report (the whole report and the owner emails are in S3)
 """
 
@@ -36,6 +40,16 @@ class Notice(TypedDict):
 
 
 # --- the run --------------------------------------------------------------------------------------------------
+
+
+class PlanRunEvent(TypedDict):
+    """What "Plan the run" is given: the execution's input (the schedule's, or a person's) and its context."""
+
+    input: object  # parsed and checked by decisions.parse_run_request
+    startTime: str
+    execution: str  # the execution's ARN
+    executionName: str
+    stateMachine: str  # the state machine's ARN
 
 
 class RunPlan(TypedDict):
@@ -131,12 +145,58 @@ class Queue(TypedDict):
     deferred: int  # past MaxUsersPerRun: wait for the next runs
 
 
+class QueueEvent(TypedDict):
+    """What "Queue the actions" is given."""
+
+    run: RunPlan
+    plans: dict  # "Plan each batch of users"'s ResultWriter details: where the BatchPlans are
+
+
 class ActBatch(TypedDict):
     """One child of "Act on each batch of users": one item of Queue.actions."""
 
     batch: int
     users: list[PlanItem]
     parallelUsers: int
+
+
+class KeyCheckEvent(TypedDict):
+    """"Prove the stored key works" (functions/key_check) is given a user, its secret and the key it should hold."""
+
+    user: str
+    secretName: str
+    keyId: str
+
+
+class KeyCheckResult(TypedDict):
+    user: str
+    keyId: str
+    authenticatesAs: str  # the ARN GetCallerIdentity answered with the stored key
+
+
+class KeyStatusEvent(TypedDict):
+    """"Check the key is still inactive" is given a user and the key about to be deleted."""
+
+    user: str
+    keyId: str
+
+
+class KeyStatusResult(TypedDict):
+    status: str  # Active, Inactive or Missing
+
+
+class ReconcileEvent(TypedDict):
+    """"Look for unstored keys", after a failed create or store, is given what the rotation knew before."""
+
+    user: str
+    secretName: str
+    knownKeyIds: list[str]  # the user's keys before the run
+    since: str  # when the rotation began to create the new key
+
+
+class ReconcileResult(TypedDict):
+    storedKeyId: str | None  # the new key the secret holds after all
+    deleteKeyIds: list[str]  # keys this run created that nobody holds
 
 
 class Cleanup(TypedDict, total=False):
@@ -163,6 +223,16 @@ class ActBatchResult(TypedDict):
 
     batch: int
     results: list[UserResult]
+
+
+class ReportEvent(TypedDict):
+    """What "Report the run" is given; after a failure before acting, queue and acts are null."""
+
+    run: RunPlan | None
+    queue: Queue | None
+    acts: dict | None  # "Act on each batch of users"'s ResultWriter details: where the ActBatchResults are
+    runError: dict | None  # {Error, Cause} of a failure that stopped the run
+    startTime: str
 
 
 class Report(TypedDict):
