@@ -64,7 +64,7 @@ diagram: $(READY) ## redraw the state machine's Mermaid diagram in README.md fro
 	$(BIN)/python -m emulator diagram --write README.md
 
 .PHONY: bench
-bench: $(READY) ## benchmark one scheduled run for 100, 1,000 and 10,000 users (BENCH_ARGS="--fleets 100,1000 --json")
+bench: $(READY) ## one scheduled run at 1,000, 10,000 and 100,000 users and a first install, about half an hour (BENCH_ARGS="--fleets 1000 --first-install 0")
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 .PHONY: soak

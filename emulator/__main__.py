@@ -21,8 +21,7 @@ import decisions
 import report
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import account, diagram, stack
-from . import diagram
+from . import account, diagram, history, stack
 from .runner import Emulator, Run
 
 DEMO_FIXTURE = stack.ROOT / "fixtures" / "demo-account.json"
@@ -636,18 +635,7 @@ def _child_lines(child) -> list[str]:
         counts = ", ".join(f"{len(plan[k])} {k}" for k in ("actions", "blocked", "attention", "unreadable") if plan[k])
         return [f"batch {plan['batch']}: {len(given.get('users', []))} users planned" + (f" ({counts})" if counts else "")]
     users = [u["user"] for u in given.get("users", [])]
-    steps: dict[int, list[str]] = {}
-    iteration_of = {}
-    for event in child.events:
-        previous = event.get("previousEventId")
-        if event["type"] == "MapIterationStarted":
-            iteration_of[event["id"]] = event["mapIterationStartedEventDetails"]["index"]
-            steps[iteration_of[event["id"]]] = []
-        elif previous in iteration_of and event["type"] != "MapIterationSucceeded":
-            iteration_of[event["id"]] = iteration_of[previous]
-        details = event.get("stateEnteredEventDetails")
-        if details and event["id"] in iteration_of and event["type"] != "ChoiceStateEntered":
-            steps[iteration_of[event["id"]]].append(details["name"])
+    steps = {i: history.states_entered(events, choices=False) for i, events in history.iterations(child.events).items()}
     lines = [f"batch {given.get('batch')}: {len(users)} users acted on"]
     return lines + [f"  {users[i] if i < len(users) else i}: " + " -> ".join(steps[i]) for i in sorted(steps)]
 

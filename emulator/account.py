@@ -197,7 +197,10 @@ def secret_holds_a_working_key(name: str, state: SecretState | None, keys: dict[
     whatever the letter case), and it is not on its way out."""
     if state is None or state.deleted or state.current_key is None:
         return False
-    user = decisions.user_key(name[len(prefix) :])
+    spelled = name[len(prefix) :]
+    if spelled in keys:  # the user as the secret spells it; otherwise by IAM's rule, whatever the case
+        return keys[spelled].get(state.current_key) == "Active"
+    user = decisions.user_key(spelled)
     return any(decisions.user_key(u) == user and ks.get(state.current_key) == "Active" for u, ks in keys.items())
 
 

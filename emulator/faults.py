@@ -6,8 +6,7 @@ genuine AWS error, e.g. ``Iam.ThrottlingException`` in a Task's Retry.
 
 Services: iam, secretsmanager, ses, lambda (the invocation itself), sts, kms, stepfunctions.
 
-Helpers for ``when``: ``lambda_event(phase="plan")`` picks one Lambda invocation by its event,
-``lambda_function("KeyCheck")`` by the function's name, and ``about_user("bob")`` every IAM, Secrets Manager,
+Helpers for ``when``: ``lambda_function("KeyCheck")`` picks the invocations of one function by its name, and ``about_user("bob")`` every IAM, Secrets Manager,
 STS or Lambda call that names one user (its user name, its secret ``<prefix>bob``, one of its access key ids,
 or an event's ``"user"``).
 ``sdk_backoff_recorded()`` makes boto3's legacy-mode retries record their backoff instead of sleeping it, as
@@ -186,16 +185,6 @@ def _lambda_invocation(args, kwargs) -> tuple[str, dict]:
     return str(function_name), event if isinstance(event, dict) else {}
 
 
-def lambda_event(**expected):
-    """A ``when`` for ``failing("lambda", "invoke", ...)``: invocations whose event holds these items."""
-
-    def matches(*args, **kwargs):
-        _, event = _lambda_invocation(args, kwargs)
-        return all(event.get(k) == v for k, v in expected.items())
-
-    return matches
-
-
 def lambda_function(name_part: str):
     """A ``when`` for ``failing("lambda", "invoke", ...)``: invocations of the function whose name holds this."""
 
@@ -247,8 +236,8 @@ def _owner_of_access_key(access_key_id: str) -> str | None:
 @contextlib.contextmanager
 def sdk_backoff_recorded():
     """While active, boto3's legacy-mode retries (clients made without a retry config) record each backoff
-    (seconds, in order) in the yielded list and do not sleep. Standard-mode retries (the pre-flight Lambda's
-    clients) are recorded by faithful_moto in ``Recorder.sdk_retry_delays``; the state machine's own clients
+    (seconds, in order) in the yielded list and do not sleep. Standard-mode retries (the Lambda
+    functions' clients) are recorded by faithful_moto in ``Recorder.sdk_retry_delays``; the state machine's own clients
     make one attempt."""
     import botocore.retryhandler
 

@@ -1,7 +1,7 @@
-"""Counting hooks for the benchmark (bench/run.py): every AWS API call and every Lambda invocation made while an
+"""Counting hooks for the benchmark (bench/measure.py): every AWS API call and every Lambda invocation made while an
 execution runs on the emulator.
 
-Both the state machine's SDK tasks and the pre-flight Lambda's boto3 calls go through botocore in-process, so
+Both the state machine's SDK tasks and the Lambda functions' boto3 calls go through botocore in-process, so
 one wrapper around ``BaseClient._make_api_call`` sees them all; moto answers each call inside it. Lambda
 invocations are timed around moto's ``LambdaSimpleBackend.invoke`` (which faithful_moto has already replaced
 with the in-process handler), so a call made inside a handler, or in a thread pool the handler submits to, is
@@ -35,7 +35,7 @@ class ApiCall:
     service: str  # botocore's service name: iam, secretsmanager, lambda, ses, sts, ...
     operation: str  # AWS's operation name: CreateAccessKey
     params: dict
-    caller: str  # "state machine", or the Lambda invocation it was made in: "lambda:<function>:<phase>"
+    caller: str  # "state machine", or the Lambda function whose invocation made it: "lambda:<function>"
     seconds: float  # time inside the call (moto's emulation of it)
     failed: bool = False
     started: float = 0.0  # time.perf_counter() at its start
@@ -49,7 +49,6 @@ class ApiCall:
 @dataclass
 class Invocation:
     function: str
-    phase: str | None  # the event's "phase", when the event has one
     event: dict
     seconds: float = 0.0
     calls: list[ApiCall] = field(default_factory=list)  # the AWS calls the handler made
@@ -108,7 +107,7 @@ def metering(exclude=()):
         if id(client) in excluded:
             return make_api_call(client, operation_name, api_params)
         inside = stack()[-1] if stack() else None
-        caller = f"lambda:{inside.function}:{inside.phase}" if inside else "state machine"
+        caller = f"lambda:{inside.function}" if inside else "state machine"
         call = ApiCall(
             client.meta.service_model.service_name, operation_name, dict(api_params or {}), caller, 0.0, invocation=inside
         )
@@ -135,8 +134,7 @@ def metering(exclude=()):
             event = json.loads(body or "{}")
         except ValueError:
             event = {}
-        phase = event.get("phase") if isinstance(event, dict) else None
-        invocation = Invocation(function_name.rsplit(":", 1)[-1], phase, event if isinstance(event, dict) else {})
+        invocation = Invocation(function_name.rsplit(":", 1)[-1], event if isinstance(event, dict) else {})
         invocation.request_bytes = len(body.encode() if isinstance(body, str) else body or b"")
         stack().append(invocation)
         started = time.perf_counter()

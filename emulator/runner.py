@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from unittest import mock
@@ -166,7 +167,7 @@ class Emulator:
             "executionArn"
         ]
         described = self.sfn.describe_execution(executionArn=arn)
-        events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        events = [e for page in self.sfn.get_paginator("get_execution_history").paginate(executionArn=arn) for e in page["events"]]
         run = Run(
             name=name,
             time=decisions.format_time(started),
@@ -228,7 +229,7 @@ class Emulator:
     def leaked_texts(self, *runs: Run) -> list[str]:
         """The runs' published texts that hold a secret access key IAM issued (deleted keys' included)."""
         secrets = self.issued_secrets
-        return [t for run in runs for t in run.published_texts() if any(s in t for s in secrets)]
+        return [t for run in runs for t in run.published_texts() if _holds_any(t, secrets)]
 
     def invariant_violations(self, *runs: Run) -> list[str]:
         """The README's invariants, for what each run did itself (a person's changes are theirs: the run reports
@@ -264,6 +265,19 @@ class Emulator:
             problems += [f"{run.name}: Active key {k} was deleted" for k, s in before.items() if s == "Active" and k not in after]
             problems += [f"{run.name}: key {k} was deactivated before a key check" for k in _deactivated_unproven(run)]
         return problems
+
+
+_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9/+]{40,}")  # a run of characters a secret access key may hold
+
+
+def _holds_any(text: str, secrets: set[str]) -> bool:
+    """Whether any of the secrets (40 characters each) is in ``text``: every 40-character window of each run of
+    key characters, looked up in the set (a substring search per secret takes hours at 100,000 keys)."""
+    if any(len(s) != 40 for s in secrets):
+        return any(s in text for s in secrets)
+    return any(
+        run[i : i + 40] in secrets for match in _KEY_CHARACTERS.finditer(text) for run in [match.group()] for i in range(len(run) - 39)
+    )
 
 
 def _flat(keys: dict[str, dict[str, str]]) -> dict[str, str]:
