@@ -39,7 +39,7 @@ class UserSpec:
         """What a run at seeding time does, by the README's rules: rotate, retire, blocked or unchanged."""
         if self.extra_active:
             return "blocked"
-        if self.age >= policy.max_key_age:
+        if self.age >= policy.rotation_age:
             return "rotate"
         if self.previous == "Active" and self.age >= policy.install_window:
             return "retire"
@@ -75,10 +75,10 @@ def make_fleet(size: int, policy: decisions.Policy, seed: int = 1) -> list[UserS
 
 
 def make_first_install(size: int, policy: decisions.Policy, seed: int = 1) -> list[UserSpec]:
-    """``size`` users the workflow has never seen, every one with a single key past MaxKeyAgeDays."""
+    """``size`` users the workflow has never seen, every one with a single key due for rotation."""
     rng = random.Random(f"first:{seed}:{size}")
     return [
-        UserSpec(f"svc-{i:06d}", policy.max_key_age + timedelta(seconds=rng.randrange(0, 365 * 86_400)), in_secret=False)
+        UserSpec(f"svc-{i:06d}", policy.rotation_age + timedelta(seconds=rng.randrange(0, 365 * 86_400)), in_secret=False)
         for i in range(size)
     ]
 
@@ -107,7 +107,7 @@ def seed_fleet(specs: list[UserSpec], now: datetime, parameters: dict[str, str],
         stored = []
         if spec.previous:
             previous = iam.create_access_key(spec.name)
-            previous.create_date = created(spec.age + policy.max_key_age)
+            previous.create_date = created(spec.age + policy.rotation_age)
             if spec.previous == "Inactive":
                 previous.status = "Inactive"
                 since = decisions.format_time(now - spec.inactive_for)

@@ -14,13 +14,15 @@ the calls each made, state transitions), and prices it:
   flight), plus ``LAMBDA_OVERHEAD`` seconds.
 
 Prices: us-east-1 list prices, December 2026 (below). Monthly figures are for a daily run in steady state: every
-user read once a day, and 3 / MaxKeyAgeDays of the users acted on a day (rotated, deactivated, deleted), each at
+user read once a day, and 3 / (the rotation age: MaxKeyAgeDays - InstallWindowDays - 3) of the users acted on a day (rotated, deactivated, deleted), each at
 the measured run's average cost of acting on one user.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import decisions  # noqa: E402  (on sys.path through the emulator package, as in the Lambda runtime)
 
 from .measure import PLANNING, Figures
 
@@ -79,10 +81,11 @@ def project(run: Figures, parameters: dict[str, str], assume: Assumptions = Assu
     usd = _usd_by_service(run, assume)
     split = _split(run, usd, assume)
     users, acted_users = run.managed_users, sum(acted.values())
-    per_day_acted = 3 * users / int(parameters["MaxKeyAgeDays"])
+    rotation_days = int(parameters["MaxKeyAgeDays"]) - int(parameters["InstallWindowDays"]) - decisions.COMPLIANCE_MARGIN.days
+    per_day_acted = 3 * users / rotation_days
     month = {
         "reading every user daily": DAYS_PER_MONTH * split["reading"],
-        "acting on 3/MaxKeyAgeDays of them daily": DAYS_PER_MONTH * per_day_acted * split["acting"] / max(1, acted_users),
+        "acting on the users due each day": DAYS_PER_MONTH * per_day_acted * split["acting"] / max(1, acted_users),
         "the run's fixed part": DAYS_PER_MONTH * split["fixed"],
     }
     return Projection(

@@ -52,6 +52,14 @@ def backdate_key(user: str, key_id: str, created: datetime) -> None:
     raise KeyError(f"user {user} has no key {key_id}")
 
 
+def use_key(key_id: str, when: datetime, service: str = "s3", region: str = "us-east-1") -> None:
+    """A consumer signed a request with ``key_id`` at ``when``: what GetAccessKeyLastUsed then reports."""
+    from moto.iam.models import AccessKeyLastUsed
+
+    key = _iam_backend().access_keys[key_id]
+    key.last_used = AccessKeyLastUsed(timestamp=when.astimezone(timezone.utc).replace(tzinfo=None), service=service, region=region)
+
+
 def store_key_as_workflow_does(user: str, secret_name: str, key_id: str, secret_access_key: str) -> None:
     sm = _client("secretsmanager")
     value = json.dumps({"Version": 1, "UserName": user, "AccessKeyId": key_id, "SecretAccessKey": secret_access_key})
@@ -85,6 +93,11 @@ def seed(fixture: dict, now: datetime, secret_name_prefix: str) -> None:
                 store_key_as_workflow_does(name, secret_name_prefix + name, key["AccessKeyId"], key["SecretAccessKey"])
             if spec.get("status", "Active") != "Active":
                 iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+            if "lastUsed" in spec or "lastUsedHoursAgo" in spec:  # a consumer signed with it then
+                used = (
+                    decisions.parse_time(spec["lastUsed"]) if "lastUsed" in spec else now - timedelta(hours=spec["lastUsedHoursAgo"])
+                )
+                use_key(key["AccessKeyId"], used, spec.get("lastUsedBy", "s3"))
             if "inactiveDaysAgo" in spec:
                 since = decisions.format_time(now - timedelta(days=spec["inactiveDaysAgo"]))
                 iam.tag_user(UserName=name, Tags=[{"Key": decisions.inactive_since_tag(key["AccessKeyId"]), "Value": since}])

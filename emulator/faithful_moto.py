@@ -38,7 +38,8 @@ Speed (not AWS behaviour: the emulator would otherwise take minutes)
   execution state), each JSONPath once, not at every evaluation (jsonpath_ng builds a parser each time, ~5 ms),
   and botocore's service models are loaded once, not for every new session's clients;
 - a secret named by its name is looked up in moto's dict by that name, without moto's scan of every secret's
-  ARN and name (with 100,000 secrets each lookup scanned them all).
+  ARN and name (with 100,000 secrets each lookup scanned them all); GetAccessKeyLastUsed finds the key in moto's
+  dict of keys, without listing every user's keys.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from .distributed_map import distributed_map
 from .strict_aws import strict_aws
 
 # AWS's service part of aws-sdk error names (ServiceName.ErrorNameException).
-SERVICE_ERROR_NAMES = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "sts": "Sts", "lambda": "Lambda", "sfn": "Sfn"}
+SERVICE_ERROR_NAMES = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "sns": "Sns", "sts": "Sts", "lambda": "Lambda", "sfn": "Sfn"}
 
 
 class Clock:
@@ -295,6 +296,7 @@ def faithful_moto(
         mock.patch.object(IamResponse, "get_account_authorization_details", _account_details_in_pages),
         mock.patch.object(IAMBackend, "create_access_key", recording_create_access_key),
         *_secrets_found_by_name(),
+        mock.patch.object(IAMBackend, "get_access_key_last_used", _last_use_by_key_id),
     ]
     # moto logs each IsPresent miss as an error; real failures are in the execution history instead.
     interpreter_log = logging.getLogger("moto.stepfunctions.parser")
@@ -331,6 +333,15 @@ def _secrets_found_by_name() -> list:
         mock.patch.object(SecretsStore, "__getitem__", getitem),
         mock.patch.object(SecretsStore, "get", get),
     ]
+
+
+def _last_use_by_key_id(backend, access_key_id: str) -> dict:
+    from moto.iam.exceptions import NotFoundException
+
+    key = backend.access_keys.get(access_key_id)
+    if key is None:
+        raise NotFoundException(f"The Access Key with id {access_key_id} cannot be found")
+    return {"user_name": key.user_name, "last_used": key.last_used}
 
 
 _ORIGINALS: dict = {}  # moto's ASL parser and botocore's loader factory, before the caching patches

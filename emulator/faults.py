@@ -45,6 +45,10 @@ def _backend(service: str):
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
         return LambdaSimpleBackend
+    if service == "sns":
+        from moto.sns.models import SNSBackend
+
+        return SNSBackend
     if service == "sts":
         from moto.sts.models import STSBackend
 
@@ -94,6 +98,10 @@ def aws_error(service: str, code: str, message: str = "injected fault"):
         error = LambdaClientError(code, message)
         error.code = _STATUS.get(code, 400)
         return error
+    if service == "sns":
+        from moto.sns.exceptions import SNSException
+
+        return SNSException(code, message)
     if service == "sts":
         from moto.sts.exceptions import STSClientError
 

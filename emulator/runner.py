@@ -56,6 +56,7 @@ class Run:
     input: object = None  # the execution input, parsed (None when it was not JSON)
     children: list = field(default_factory=list)  # its Distributed Maps' child executions (distributed_map.ChildExecution)
     records: dict[str, str] = field(default_factory=dict)  # what it wrote to the run bucket, by key
+    published: list[tuple[str, str]] = field(default_factory=list)  # (subject, message) it put on the report topic
 
     def histories(self) -> list[list[dict]]:
         """The run's own history and each child execution's."""
@@ -70,8 +71,12 @@ class Run:
         return [event for history in self.histories() for event in history]
 
     def report_texts(self) -> list[str]:
-        """What the run tells people: its output, its failure's cause, its emails."""
-        return [json.dumps(self.output), self.cause or ""] + [e.subject + e.body for e in self.emails]
+        """What the run tells people: its output, its failure's cause, its emails, its reports on the topic."""
+        return (
+            [json.dumps(self.output), self.cause or ""]
+            + [e.subject + e.body for e in self.emails]
+            + [subject + message for subject, message in self.published]
+        )
 
     def published_texts(self) -> list[str]:
         """Everything the run put where people or other code can read it: its report, the Lambda payloads and its
@@ -159,7 +164,7 @@ class Emulator:
         raw = execution_input if isinstance(execution_input, str) else json.dumps(
             {} if execution_input is None else execution_input
         )
-        sent_before = len(_sent_messages())
+        sent_before, published_before = len(_sent_messages()), len(_published())
         delays_before = len(self.recorder.retry_delays)
         keys_before, secrets_before = account.account_keys(), account.workflow_secrets(self.secret_prefix)
         started = self.clock.now
@@ -177,6 +182,7 @@ class Emulator:
             cause=described.get("cause"),
             events=events,
             emails=[Email(m.source, list(m.destinations.get("ToAddresses", [])), m.subject, m.body) for m in _sent_messages()[sent_before:]],
+            published=_published()[published_before:],
             retry_delays=self.recorder.retry_delays[delays_before:],
             keys_before=keys_before,
             keys_after=account.account_keys(),
@@ -317,6 +323,14 @@ def _deactivated_unproven(run: Run) -> list[str]:
             if p.get("Status") == "Inactive" and proven_at.get(decisions.user_key(p["UserName"]), len(history)) > i
         ]
     return unproven
+
+
+def _published() -> list[tuple[str, str]]:
+    """(subject, message) of every notification published to the account's topics, in order."""
+    from moto.sns.models import sns_backends
+
+    topics = sns_backends[stack.ACCOUNT_ID][stack.REGION].topics.values()
+    return [(subject or "", message) for topic in topics for _, message, subject, *_ in topic.sent_notifications]
 
 
 def _sent_messages():

@@ -247,6 +247,10 @@ def deploy(overrides: dict | None = None, template_path: Path = TEMPLATE) -> Dep
         ]
         s3.put_bucket_lifecycle_configuration(Bucket=props["BucketName"], LifecycleConfiguration={"Rules": rules})
 
+    sns = boto3.client("sns", region_name=REGION)
+    for logical, _ in _of_type(resources, "AWS::SNS::Topic"):
+        sns.create_topic(Name=resolver.physical[logical]["TopicName"])
+
     functions = {}
     lambda_client = boto3.client("lambda", region_name=REGION)
     for logical, r in _of_type(resources, "AWS::Lambda::Function"):

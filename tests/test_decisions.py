@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import decisions
-from decisions import MISSING_SECRET, InvalidInput, Key, Policy, Secret, decide
+from decisions import MISSING_SECRET, InvalidInput, Key, LastUse, Policy, Secret, decide
 
 NOW = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 POLICY = Policy.from_days(90, 7, 7)  # the template's defaults: MaxKeyAge, InstallWindow, RecoveryWindow
@@ -16,8 +16,11 @@ def ago(days, hours=0):
     return NOW - timedelta(days=days, hours=hours)
 
 
-def active(key_id, days, hours=0):
-    return Key(key_id, True, ago(days, hours))
+def active(key_id, days, hours=0, used_hours_ago=None):
+    """An Active key created ``days`` (and ``hours``) ago, last used ``used_hours_ago`` hours ago (None: never; its
+    last use is read, as the planner reads it for a key due for deactivation)."""
+    used = LastUse(None) if used_hours_ago is None else LastUse(NOW - timedelta(hours=used_hours_ago), "s3", "eu-west-1")
+    return Key(key_id, True, ago(days, hours), last_use=used)
 
 
 def inactive(key_id, days, since=None):
@@ -56,8 +59,8 @@ def case(case_id, keys, secret, expected, **options):
 
 
 ROTATION = [
-    case("89d23h old: not yet", [active("CUR", 89, 23)], holds("CUR"), UNCHANGED),
-    case("exactly 90d old: rotate", [active("CUR", 90)], holds("CUR"), want("rotate", rotate=True, previous="CUR")),
+    case("79d23h old: not yet", [active("CUR", 79, 23)], holds("CUR"), UNCHANGED),
+    case("exactly 80d old: rotate, so that no Active key reaches 90d", [active("CUR", 80)], holds("CUR"), want("rotate", rotate=True, previous="CUR")),
     case("first rotation, no secret yet", [active("CUR", 90)], MISSING_SECRET, want("rotate", rotate=True, previous="CUR")),
     case("young key, no secret yet", [active("CUR", 30)], MISSING_SECRET, UNCHANGED),
     case("no keys, scheduled: none created", [], MISSING_SECRET, UNCHANGED),
@@ -171,9 +174,55 @@ RETIREMENT = [
     ),
 ]
 
+HELD, OVERDUE = want("held"), want("overdue")
+COMPLIANCE = Policy(POLICY.max_key_age, POLICY.install_window, POLICY.recovery_window, deactivate_in_use_at_max_age=True)
+
+# UnusedHours 24 (the default): the previous key is deactivated only after IAM reported no use of it for 24 hours.
+LAST_USE = [
+    case("previous key used 3h ago: held", [active("PREV", 87, used_hours_ago=3), active("CUR", 7)], holds("CUR"), HELD),
+    case("used 23h ago: held", [active("PREV", 87, used_hours_ago=23), active("CUR", 7)], holds("CUR"), HELD),
+    case(
+        "used 24h ago: deactivated",
+        [active("PREV", 87, used_hours_ago=24), active("CUR", 7)],
+        holds("CUR"),
+        want("retire", deactivate="PREV", record=["PREV"]),
+    ),
+    case(
+        "used before the rotation only: deactivated",
+        [active("PREV", 87, used_hours_ago=8 * 24), active("CUR", 7)],
+        holds("CUR"),
+        want("retire", deactivate="PREV", record=["PREV"]),
+    ),
+    case("in use at 89d: held", [active("PREV", 89, used_hours_ago=1), active("CUR", 7)], holds("CUR"), HELD),
+    case("in use at 90d: overdue, kept Active (Keep)", [active("PREV", 90, used_hours_ago=1), active("CUR", 7)], holds("CUR"), OVERDUE),
+    case(
+        "in use at 90d, KeyInUseAtMaxAge=Deactivate: deactivated",
+        [active("PREV", 90, used_hours_ago=1), active("CUR", 7)],
+        holds("CUR"),
+        want("retire", deactivate="PREV", record=["PREV"]),
+        policy=COMPLIANCE,
+    ),
+    case(
+        "in use at 89d, KeyInUseAtMaxAge=Deactivate: still held",
+        [active("PREV", 89, used_hours_ago=1), active("CUR", 7)],
+        holds("CUR"),
+        HELD,
+        policy=COMPLIANCE,
+    ),
+    case(
+        "held, with an untagged Inactive key too: nothing changes, tags included",
+        [active("PREV", 87, used_hours_ago=1), active("CUR", 7)],
+        holds("CUR"),
+        HELD,
+        obsolete_tags=("GONE",),
+    ),
+    case("the current key's use never holds anything", [active("PREV", 97), active("CUR", 7, used_hours_ago=0)], holds("CUR"),
+         want("retire", deactivate="PREV", record=["PREV"])),
+]
+
 CUSTOM_POLICY = [
-    case("30d policy: 29d not due", [active("CUR", 29)], holds("CUR"), UNCHANGED, policy=SHORT),
-    case("30d policy: 30d due", [active("CUR", 30)], holds("CUR"), want("rotate", rotate=True, previous="CUR"), policy=SHORT),
+    case("30d policy: 24d not due", [active("CUR", 24)], holds("CUR"), UNCHANGED, policy=SHORT),
+    case("30d policy: 25d due", [active("CUR", 25)], holds("CUR"), want("rotate", rotate=True, previous="CUR"), policy=SHORT),
     case("2d install: 1d23h", [active("P", 40), active("CUR", 1, 23)], holds("CUR"), UNCHANGED, policy=SHORT),
     case(
         "2d install: 2d",
@@ -241,12 +290,37 @@ HAND_EDITS = [
     case("user name Secrets Manager refuses, forced", [], Secret(name="iam-key-rotation/a,b"), BLOCKED, force=True),
 ]
 
-ALL_CASES = ROTATION + RETIREMENT + CUSTOM_POLICY + OBSOLETE_TAGS + HAND_EDITS
+ALL_CASES = ROTATION + RETIREMENT + LAST_USE + CUSTOM_POLICY + OBSOLETE_TAGS + HAND_EDITS
 
 
 @pytest.mark.parametrize("keys, secret, expected, options", ALL_CASES)
 def test_decide(keys, secret, expected, options):
     assert got(decide("alice", keys, secret, NOW, **{"policy": POLICY, **options})) == expected
+
+
+def test_a_key_is_never_deactivated_before_its_last_use_is_read():
+    unread = Key("PREV", True, ago(97))  # last_use None: the planner has not read it
+    decision = decide("alice", [unread, active("CUR", 7)], holds("CUR"), NOW, POLICY)
+    assert (decision.read_last_use, decision.deactivate_key_id, decision.has_actions) == ("PREV", None, False)
+
+
+def test_held_and_overdue_say_where_the_key_is_used_and_how_to_find_the_consumer():
+    keys = [active("PREV", 90, used_hours_ago=2), active("CUR", 7)]
+    reason = decide("alice", keys, holds("CUR", name=SECRET), NOW, POLICY).reason
+    assert "previous key PREV is still in use (last used 2026-01-05T04:00:00Z (s3, eu-west-1))" in reason
+    assert "AttributeKey=AccessKeyId,AttributeValue=PREV" in reason
+    assert "until IAM reports no use of it for 24 hours" in reason
+    assert "past MaxKeyAgeDays (90 days)" in reason and "KeyInUseAtMaxAge=Deactivate" in reason
+
+
+@pytest.mark.parametrize("hours, accepted", [(3, False), (4, True), (24, True)])
+def test_unused_hours_allow_for_iams_reporting_delay(hours, accepted):
+    policy = Policy.from_days(90, 7, 7, unused_hours=hours)
+    if accepted:
+        policy.check()
+    else:
+        with pytest.raises(decisions.InvalidConfiguration, match="UnusedHours .3. must be at least 4"):
+            policy.check()
 
 
 def test_two_active_keys_blocked_changes_nothing_even_with_an_obsolete_tag():
@@ -277,8 +351,8 @@ def test_invariants(keys, secret, expected, options, force):
         assert NOW - by_id[d.delete_key_id].inactive_since >= policy.recovery_window
     if d.rotate:
         assert d.previous_key_id == (current.id if current else None)
-    if d.outcome in ("blocked", "attention"):
-        assert not d.has_actions, "blocked and attention change nothing, tags included"
+    if d.outcome in decisions.UNCHANGED_OUTCOMES:
+        assert not d.has_actions, "blocked, attention, held and overdue change nothing, tags included"
     else:
         assert (d.outcome == "unchanged") == (not d.has_actions)
     assert set(d.record_inactive) <= {k.id for k in keys if not k.active} | {d.deactivate_key_id}
@@ -406,7 +480,11 @@ def test_key_id_from_version_id(version_id, key_id):
     assert decisions.key_id_from_version_id(version_id) == key_id
 
 
-@pytest.mark.parametrize("days", [(14, 7, 7), (10, 7, 7), (7, 7, 0)], ids=["equal to the windows", "shorter", "install only"])
+@pytest.mark.parametrize(
+    "days",
+    [(24, 7, 7), (14, 7, 7), (10, 7, 7), (7, 7, 0)],
+    ids=["rotated at 14d, equal to the windows", "inside the windows", "shorter", "install only"],
+)
 def test_a_max_key_age_inside_the_windows_is_refused(days):
     with pytest.raises(decisions.InvalidConfiguration, match="MaxKeyAgeDays"):
         Policy.from_days(*days).check()
@@ -414,7 +492,7 @@ def test_a_max_key_age_inside_the_windows_is_refused(days):
 
 def test_the_default_policy_is_accepted():
     POLICY.check()
-    Policy.from_days(15, 7, 7).check()
+    Policy.from_days(25, 7, 7).check()  # rotated at 15 days, after the predecessor's 14 days of windows
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,7 @@ def test_contradictory_windows_are_refused_before_anything_is_read():
         payload, error = aws.invoke("PlanRunFunction", event("plan-run-scheduled.json"))
 
     assert (error, payload["errorType"]) == ("Unhandled", "InvalidConfiguration")
-    assert "MaxKeyAgeDays (14) must be greater than InstallWindowDays + RecoveryWindowDays (7 + 7)" in payload["errorMessage"]
+    assert "MaxKeyAgeDays (14) must be at least 25 with InstallWindowDays 7 and RecoveryWindowDays 7" in payload["errorMessage"]
 
 
 def test_every_user_is_read_across_pages_and_in_bulk():

@@ -21,7 +21,7 @@ RUN_RECORDS = f"arn:aws:s3:::key-rotation-runs-{stack.PSEUDO_PARAMETERS['AWS::St
 # What each function may do, and nothing more (the key check, which reads secrets, has its own test).
 READS = {
     "PlanRunFunction": {"iam:GetAccountAuthorizationDetails", "iam:GetUser", "secretsmanager:ListSecrets", "states:ListExecutions"},
-    "PlanBatchFunction": {"iam:ListAccessKeys", "secretsmanager:GetResourcePolicy"},
+    "PlanBatchFunction": {"iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "secretsmanager:GetResourcePolicy"},
     "QueueActionsFunction": {"s3:GetObject"},
     "KeyStatusFunction": {"iam:ListAccessKeys"},
     "ReconcileFunction": {"iam:ListAccessKeys", "secretsmanager:DescribeSecret"},
@@ -139,6 +139,8 @@ def test_each_function_reads_only_what_it_needs_and_never_a_secret_value(templat
     if function == "PlanRunFunction":
         (listing,) = granted(statements, "states:ListExecutions")
         assert listing["Resource"] == MACHINE_ARN
+    for statement in granted(statements, "iam:GetAccessKeyLastUsed"):  # only keys of managed users
+        assert as_list(statement["Resource"]) == [USER_ARN], statement
     for action in ("iam:ListAccessKeys", "secretsmanager:GetResourcePolicy", "secretsmanager:DescribeSecret"):
         for statement in granted(statements, action):
             if function in ("KeyStatusFunction", "ReconcileFunction"):
@@ -232,13 +234,25 @@ def test_the_key_policy_names_every_principal_that_may_decrypt():
     }
     for statement in policy["Statement"]:
         if any(fnmatchcase("kms:Decrypt", a) for a in as_list(statement["Action"])):
-            # every decrypt is bound to this state machine's history, the rotation secrets, S3, or this account's logs
+            # every decrypt is bound to this state machine's history, the rotation secrets, S3 (run records), SNS (the
+            # report topic), or this account's logs
             context = json.dumps(statement["Condition"])
-            assert MACHINE_ARN in context or SECRETS_ARN in context or f"s3.{REGION}.amazonaws.com" in context or statement["Principal"].get("Service"), statement
+            via = (f"s3.{REGION}.amazonaws.com", f"sns.{REGION}.amazonaws.com")
+            assert MACHINE_ARN in context or SECRETS_ARN in context or any(v in context for v in via) or statement["Principal"].get("Service"), statement
     root = [s for s in policy["Statement"] if s["Principal"].get("AWS") == f"arn:aws:iam::{ACCOUNT}:root"]
     root_actions = [a for s in root for a in as_list(s["Action"])]
     # The account administers the key but cannot decrypt, nor grant itself decryption by a grant.
     assert root_actions and not any(fnmatchcase(a, p) or fnmatchcase(p, a) for p in root_actions for a in ("kms:Decrypt", "kms:CreateGrant"))
+
+
+def test_reports_go_only_to_the_stacks_own_encrypted_topic(template):
+    _, resources = template
+    (publish,) = granted(role_statements(role_of(resources, "RotationStateMachine")), "sns:Publish")
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:{STACK}-reports"
+    assert publish["Resource"] == topic
+    assert resources["ReportTopic"]["TopicName"] == f"{STACK}-reports"
+    # encrypted with the key of the secrets and the history (the stack's, or KmsKeyArn)
+    assert resources["ReportTopic"]["KmsMasterKeyId"] == resources["RotationStateMachine"]["EncryptionConfiguration"]["KmsKeyId"]
 
 
 def test_without_readers_or_consumer_only_the_workflow_decrypts():

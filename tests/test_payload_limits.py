@@ -136,7 +136,7 @@ def key(days, active=True, inactive_days=None):
     return decisions.Key(f"AKIA{days:016d}", active, NOW - timedelta(days=days), NOW - timedelta(days=inactive_days) if inactive_days else None)
 
 
-@pytest.mark.parametrize("age, notice", [(82, None), (83, "will be rotated on 2026-03-08 (in 7 days)"), (89, "in 1 day"), (90, None)])
+@pytest.mark.parametrize("age, notice", [(72, None), (73, "will be rotated on 2026-03-08 (in 7 days)"), (79, "in 1 day"), (80, None)])
 def test_owners_hear_of_a_rotation_within_the_notice_window(age, notice):
     current = key(age)
     decision = decisions.decide("u", [current], decisions.Secret(True, current.id), NOW, settings().policy)
@@ -189,3 +189,13 @@ OURS = {"Sid": "ConsumerReadsTheKey", "Effect": "Allow", "Principal": {"AWS": CO
 ])
 def test_the_consumer_grant_never_overwrites_a_policy_the_workflow_did_not_write(policy, needed):
     assert reading.needs_grant(Policies(policy), "s", CONSUMER) is needed
+
+
+@pytest.mark.parametrize("subject, expected", [
+    ("IAM access key rotation 2026-01-05T06:00:00Z: 1 rotated", "IAM access key rotation 2026-01-05T06:00:00Z: 1 rotated"),
+    ("x" * 101, "x" * 97 + "..."),
+    ("line\nbreak é", "line?break ?"),
+])
+def test_the_topic_subject_is_what_sns_accepts(subject, expected):
+    # SNS refuses a subject over 100 characters, or with a line break or a character outside printable ASCII.
+    assert report._topic_subject(subject) == expected

@@ -156,7 +156,7 @@ def test_missed_runs_never_shorten_the_recovery_window(emulate):
 
 
 def test_key_that_is_not_due_is_left_alone_and_no_email_is_sent(emulate):
-    aws = emulate(account_with(("app", [key(89, in_secret=True)])))
+    aws = emulate(account_with(("app", [key(79, in_secret=True)])))
     before = keys("app")
 
     run = aws.scheduled_run()
@@ -614,7 +614,7 @@ def test_contradictory_windows_fail_the_run_with_advice_and_change_nothing(emula
 
     assert keys("app") == before
     assert (run.status, run.error) == ("FAILED", "RotationFailed")
-    assert "MaxKeyAgeDays (10) must be greater than InstallWindowDays + RecoveryWindowDays" in run.cause
+    assert "MaxKeyAgeDays (10) must be at least 25 with InstallWindowDays 7 and RecoveryWindowDays 7" in run.cause
     assert "The run failed before any user was processed" in run.emails[0].body
 
 

@@ -31,7 +31,7 @@ PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 USER_ARN = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user${UserPath}*"}
 IAM_WRITES = ["iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:TagUser", "iam:UntagUser"]
 ERROR_NAME = re.compile(r"^(States\.[A-Za-z]+|[A-Z][A-Za-z]+\.[A-Za-z]+Exception|[A-Z][A-Za-z]+)$")
-SERVICE_PREFIX = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "lambda": "Lambda", "sfn": "Sfn"}
+SERVICE_PREFIX = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "sns": "Sns", "lambda": "Lambda", "sfn": "Sfn"}
 # The aws-sdk integration's service name, as botocore and IAM's policies name it.
 BOTOCORE_SERVICE = {"sfn": "stepfunctions"}
 IAM_SERVICE = {"sfn": "states"}

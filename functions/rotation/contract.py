@@ -24,7 +24,7 @@ from typing import NotRequired, TypedDict
 
 
 class Listed(TypedDict):
-    """A user listed as blocked, needing attention, or unreadable, with why and what to do."""
+    """A user listed as blocked, needing attention, held, overdue or unreadable, with why and what to do."""
 
     user: str
     reason: str
@@ -132,6 +132,8 @@ class BatchPlan(TypedDict):
     actions: list[PlanItem]
     blocked: list[Listed]
     attention: list[Listed]
+    held: list[Listed]  # the previous key is still in use: it stays Active
+    overdue: list[Listed]  # held, and older than MaxKeyAgeDays: the run fails so the alarm fires
     unreadable: list[Listed]
     notices: list[Notice]
 
@@ -244,6 +246,7 @@ class Report(TypedDict):
     notify: bool
     recipients: list[str]
     subject: str
+    topicSubject: str  # the subject cut to SNS's 100 characters
     body: str
     summaryText: str
     ownerEmails: int

@@ -43,6 +43,15 @@ def _reached(age: timedelta, window: timedelta) -> bool:
     return age + SCHEDULE_SLACK >= window
 
 
+# MaxKeyAgeDays is the age no Active key may reach (Security Hub IAM.3 and CIS fail an Active key older than 90
+# days). A key is rotated early enough that its predecessor, kept Active for the install window, is deactivated
+# this long before it reaches MaxKeyAgeDays: room for two missed daily runs, or a consumer that needs a day more.
+COMPLIANCE_MARGIN = timedelta(days=3)
+
+# IAM reports a key's last use (GetAccessKeyLastUsed) up to about four hours late: a key is taken as unused only
+# after at least this long without a reported use.
+IAM_LAST_USED_DELAY = timedelta(hours=4)
+
 # How far a given "time" may lie after the execution's start (clocks and scheduling differ by seconds).
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 EMAIL_PATTERN = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
@@ -62,23 +71,61 @@ class Policy:
     install_window: timedelta
     recovery_window: timedelta
     notice_window: timedelta = timedelta(0)  # owners hear of a rotation or deactivation this long before it
+    # The previous key is deactivated only once IAM has reported no use of it for this long (UnusedHours).
+    unused_period: timedelta = timedelta(hours=24)
+    # A previous key still in use at max_key_age: kept Active (False, the run then fails so the alarm fires) or
+    # deactivated for compliance (True) (KeyInUseAtMaxAge).
+    deactivate_in_use_at_max_age: bool = False
 
     @classmethod
-    def from_days(cls, max_key_age: int, install_window: int, recovery_window: int, notice: int = 0) -> Policy:
+    def from_days(
+        cls, max_key_age: int, install_window: int, recovery_window: int, notice: int = 0, unused_hours: int = 24,
+        deactivate_in_use_at_max_age: bool = False,
+    ) -> Policy:
         return cls(
             timedelta(days=max_key_age), timedelta(days=install_window), timedelta(days=recovery_window),
-            timedelta(days=notice),
+            timedelta(days=notice), timedelta(hours=unused_hours), deactivate_in_use_at_max_age,
         )
+
+    @property
+    def rotation_age(self) -> timedelta:
+        """The age at which a key is rotated: its successor's install window then ends COMPLIANCE_MARGIN before
+        the key reaches max_key_age, when it is deactivated (unless a consumer still uses it)."""
+        return self.max_key_age - self.install_window - COMPLIANCE_MARGIN
 
     def check(self) -> None:
         """A key must outlive its predecessor's install and recovery windows, or every rotation would have to
         delete the previous key early to make room (or block the user for good)."""
-        if self.max_key_age <= self.install_window + self.recovery_window:
+        if self.rotation_age <= self.install_window + self.recovery_window:
+            least = 2 * self.install_window.days + self.recovery_window.days + COMPLIANCE_MARGIN.days + 1
             raise InvalidConfiguration(
-                f"MaxKeyAgeDays ({self.max_key_age.days}) must be greater than InstallWindowDays + "
-                f"RecoveryWindowDays ({self.install_window.days} + {self.recovery_window.days}): otherwise a "
-                "rotation would find the previous key still inside its windows. Change the stack's parameters."
+                f"MaxKeyAgeDays ({self.max_key_age.days}) must be at least {least} with InstallWindowDays "
+                f"{self.install_window.days} and RecoveryWindowDays {self.recovery_window.days}: a key is rotated at "
+                f"MaxKeyAgeDays - InstallWindowDays - {COMPLIANCE_MARGIN.days} days, so that the previous key is "
+                "deactivated before it reaches MaxKeyAgeDays, and a key must outlive its predecessor's install and "
+                "recovery windows. Change the stack's parameters."
             )
+        if self.unused_period < IAM_LAST_USED_DELAY:
+            raise InvalidConfiguration(
+                f"UnusedHours ({self.unused_period / timedelta(hours=1):g}) must be at least "
+                f"{IAM_LAST_USED_DELAY / timedelta(hours=1):g}: IAM reports a key's last use up to about four hours late, "
+                "so a shorter period could deactivate a key a consumer used minutes ago. Change the stack's parameters."
+            )
+
+
+@dataclass(frozen=True)
+class LastUse:
+    """What IAM reports of a key's last use (GetAccessKeyLastUsed): when (None: never), with which service, where."""
+
+    when: datetime | None
+    service: str = ""
+    region: str = ""
+
+    def describe(self) -> str:
+        if self.when is None:
+            return "never used"
+        where = ", ".join(p for p in (self.service, self.region) if p and p != "N/A")
+        return f"last used {format_time(self.when)}" + (f" ({where})" if where else "")
 
 
 @dataclass(frozen=True)
@@ -87,6 +134,7 @@ class Key:
     active: bool
     created: datetime
     inactive_since: datetime | None = None  # from the user's inactive-since tag, if any
+    last_use: LastUse | None = None  # None: not read (it is read only for a key about to be deactivated)
 
 
 @dataclass(frozen=True)
@@ -122,9 +170,10 @@ class RunRequest:
 
 @dataclass
 class Decision:
-    """What to do for one user. ``outcome`` is one of: rotate, retire, record, unchanged, and two that change
-    nothing: blocked (a rotation or retirement waits for a person's decision) and attention (a person changed the
-    user or its secret so that consumers may be locked out, or the workflow can no longer finish its work)."""
+    """What to do for one user. ``outcome`` is one of: rotate, retire, record, unchanged, and four that retire
+    nothing: blocked (a rotation or retirement waits for a person's decision), attention (a person changed the
+    user or its secret so that consumers may be locked out, or the workflow can no longer finish its work), held
+    (the previous key is still in use, so it stays Active) and overdue (held, and older than MaxKeyAgeDays)."""
 
     user: str
     outcome: str
@@ -143,6 +192,8 @@ class Decision:
     grant_consumer: bool = False  # write the consumer's resource policy on the secret (ConsumerPrincipalArn)
     # Tag the user with the secret that holds its key (SECRET_TAG): for a secret stored before the tag existed.
     record_secret: str | None = None
+    # A key due for deactivation whose last use must be read first (GetAccessKeyLastUsed): decide again with it.
+    read_last_use: str | None = None
 
     @property
     def has_actions(self) -> bool:
@@ -231,7 +282,8 @@ def decide(
     - A secret scheduled for deletion needs attention: its consumers are about to lose it.
     - The current key is the Active key the secret holds, else the newest Active key.
     - Rotation is due when forced (only a key created before ``now``, so the same forced input twice rotates
-      once), or when the current key's age reaches ``max_key_age``. It needs room
+      once), or when the current key's age reaches ``policy.rotation_age``: early enough that no Active key
+      reaches ``max_key_age``. It needs room
       (IAM allows two keys): an Inactive key is deleted to make room; two Active keys block the user.
     - A secret whose AWSCURRENT is not an Active key of the user (deleted or deactivated by hand, another user's),
       was written outside the workflow, or was deleted by hand after the workflow stored a key in it (the user's
@@ -239,7 +291,9 @@ def decide(
       nothing is retired meanwhile.
     - Keys are retired only once the secret holds the current key (before the first rotation, consumers use
       keys the workflow never stored, so it retires nothing). Then, once the current key's age reaches the
-      install window, other Active keys are deactivated; an Inactive key is deleted once the current key's age
+      install window, other Active keys are deactivated, unless IAM reported a use of the key within
+      ``unused_period`` (it is then held, or overdue past ``max_key_age``; its last use must have been read:
+      ``read_last_use`` asks for it); an Inactive key is deleted once the current key's age
       reaches install + recovery window *and* the key has been Inactive for the recovery window, counted from
       its inactive-since tag (written on deactivation, or on first sight for keys deactivated by hand), so a
       key is never deleted in the run that deactivated it, and missed runs never shorten the window.
@@ -250,8 +304,8 @@ def decide(
     tags are ``recorded_at`` (default ``now``): when the run really acts.
     """
     decision = _decide(user, keys, secret, now, policy, force, recorded_at or now)
-    if decision.outcome in ("blocked", "attention"):
-        return decision  # left entirely unchanged, tags included
+    if decision.outcome in UNCHANGED_OUTCOMES or decision.read_last_use:
+        return decision  # left entirely unchanged, tags included (or to be decided again)
     decision.forget_inactive.extend(
         k for k in obsolete_tags if k not in decision.forget_inactive and k not in decision.record_inactive
     )
@@ -283,8 +337,11 @@ def _decide(user, keys, secret, now, policy, force, recorded_at) -> Decision:
     if force and (current is None or current.created < now):
         # Only keys older than the run's time: the same forced input twice rotates once.
         rotate_reason = "rotation forced on demand"
-    elif current is not None and _reached(now - current.created, policy.max_key_age):
-        rotate_reason = f"key {current.id} is {_days(now - current.created)} old; keys are rotated at {_days(policy.max_key_age)}"
+    elif current is not None and _reached(now - current.created, policy.rotation_age):
+        rotate_reason = (
+            f"key {current.id} is {_days(now - current.created)} old; keys are rotated at {_days(policy.rotation_age)}, "
+            f"so that no Active key reaches {_days(policy.max_key_age)} (MaxKeyAgeDays)"
+        )
     else:
         rotate_reason = None
 
@@ -348,12 +405,18 @@ def _decide(user, keys, secret, now, policy, force, recorded_at) -> Decision:
     if _reached(current_age, policy.install_window):
         others = [k for k in active if k is not current]
         if others:
-            decision.deactivate_key_id = others[0].id
+            previous = others[0]
+            if previous.last_use is None:  # never deactivate on a timer alone: read its last use, then decide
+                decision.read_last_use = previous.id
+                return decision
+            if held := _still_in_use(user, previous, current, secret, now, policy):
+                return held
+            decision.deactivate_key_id = previous.id
             decision.verify_key_id = current.id
-            record[others[0].id] = recorded_at
+            record[previous.id] = recorded_at
             notes.append(
-                f"key {others[0].id} deactivated: the current key {current.id} is {_days(current_age)} old "
-                f"(install window {_days(policy.install_window)})"
+                f"key {previous.id} deactivated: the current key {current.id} is {_days(current_age)} old "
+                f"(install window {_days(policy.install_window)}){_unused_since(previous, now, policy)}"
             )
     if _reached(current_age, policy.install_window + policy.recovery_window):
         for k in inactive:
@@ -366,6 +429,54 @@ def _decide(user, keys, secret, now, policy, force, recorded_at) -> Decision:
         decision.outcome = "retire"
         decision.reason = "; ".join(notes)
     return decision
+
+
+# Outcomes that change nothing, tags included: a person must act, or (held) a consumer must stop using a key.
+UNCHANGED_OUTCOMES = ("blocked", "attention", "held", "overdue")
+
+
+def _still_in_use(user: str, previous: Key, current: Key, secret: Secret, now: datetime, policy: Policy) -> Decision | None:
+    """A held (or overdue) decision when IAM reported a use of ``previous`` within the unused period: a consumer
+    still signs with it, and deactivating it now would lock that consumer out. None when it may be deactivated."""
+    use = previous.last_use
+    if use is None or use.when is None or now - use.when >= policy.unused_period:
+        return None
+    age = now - previous.created
+    overdue = _reached(age, policy.max_key_age)
+    if overdue and policy.deactivate_in_use_at_max_age:
+        return None
+    hours = f"{policy.unused_period / timedelta(hours=1):g} hours"
+    reason = (
+        f"previous key {previous.id} is still in use ({use.describe()}), though the secret {secret.name} has held "
+        f"key {current.id} for {_days(now - current.created)}: it stays Active until IAM reports no use of it for "
+        f"{hours}. Find the consumer that signs with it (aws cloudtrail lookup-events --lookup-attributes "
+        f"AttributeKey=AccessKeyId,AttributeValue={previous.id}) and have it read the secret"
+    )
+    if overdue:
+        reason += (
+            f"; the key is {_days(age)} old, past MaxKeyAgeDays ({_days(policy.max_key_age)}): it is kept Active "
+            "because KeyInUseAtMaxAge is Keep, and the run fails so the alarm fires (KeyInUseAtMaxAge=Deactivate "
+            "deactivates such a key for compliance)"
+        )
+    return Decision(user, "overdue" if overdue else "held", reason)
+
+
+def _unused_since(key: Key, now: datetime, policy: Policy) -> str:
+    """How the deactivated key was used: nothing when never, else its last use (and, if that is recent, why)."""
+    use = key.last_use
+    if use is None or use.when is None:
+        return ""
+    if now - use.when < policy.unused_period:  # only past MaxKeyAgeDays with KeyInUseAtMaxAge=Deactivate
+        return (
+            f"; it is still in use ({use.describe()}) but {_days(now - key.created)} old: deactivated for compliance "
+            "(KeyInUseAtMaxAge=Deactivate); re-activate it if a consumer is locked out"
+        )
+    return f"; {use.describe()}, {_hours_or_days(now - use.when)} ago"
+
+
+def _hours_or_days(delta: timedelta) -> str:
+    hours = delta / timedelta(hours=1)
+    return f"{hours:.0f} hours" if hours < 48 else _days(delta)
 
 
 def _fresh_key_advice(user: str, active: list[Key]) -> str:
@@ -464,7 +575,7 @@ def _add_notices(decision: Decision, current: Key, active: list[Key], now: datet
     """Owners hear in advance of a rotation, and of the deactivation of a key consumers may still use."""
     if not policy.notice_window:
         return
-    rotation = current.created + policy.max_key_age - SCHEDULE_SLACK
+    rotation = current.created + policy.rotation_age - SCHEDULE_SLACK
     if now < rotation <= now + policy.notice_window:
         decision.notices.append(
             f"key {current.id} will be rotated on {format_time(rotation)[:10]} (in {_days(rotation - now)}): "

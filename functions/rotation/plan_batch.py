@@ -2,12 +2,14 @@
 
 Event: a contract.BatchToPlan (up to a hundred users, with their tags and secret metadata from "Plan the run").
 Result: a contract.BatchPlan. For each user it reads the keys (ListAccessKeys: the one call an untouched user
-costs), and the secret's resource policy where ConsumerPrincipalArn is set, then decides (decisions.py). A user
+costs), the last use of a key due for deactivation (GetAccessKeyLastUsed), and the secret's resource policy where
+ConsumerPrincipalArn is set, then decides (decisions.py). A user
 whose keys cannot be read is listed as unreadable; the others go on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,7 +30,10 @@ def handler(event, context):
 
 def plan_batch(batch: BatchToPlan, settings: Settings, iam, secretsmanager) -> BatchPlan:
     now, recorded_at = decisions.parse_time(batch["time"]), decisions.parse_time(batch["recordedAt"])
-    plan = BatchPlan(batch=batch["batch"], managed=0, unchanged=0, actions=[], blocked=[], attention=[], unreadable=[], notices=[])
+    plan = BatchPlan(
+        batch=batch["batch"], managed=0, unchanged=0, actions=[], blocked=[], attention=[], held=[], overdue=[],
+        unreadable=[], notices=[],
+    )
 
     def decide(user: UserToPlan):
         try:
@@ -51,7 +56,7 @@ def plan_batch(batch: BatchToPlan, settings: Settings, iam, secretsmanager) -> B
             owned = {"owner": owner} if owner else {}
             if decision.notices and owner:  # notices are for owners only
                 plan["notices"].append(Notice(user=decision.user, notices=decision.notices, **owned))
-            if decision.outcome in ("blocked", "attention"):  # nothing changes for either: a person must act
+            if decision.outcome in decisions.UNCHANGED_OUTCOMES:  # nothing changes: a person must act
                 plan[decision.outcome].append(Listed(user=decision.user, reason=decision.reason, **owned))
             elif decision.has_actions:
                 item = report.plan_item(decision, secret_name, [k.id for k in keys])
@@ -76,19 +81,27 @@ def _decide(user: UserToPlan, settings: Settings, iam, secretsmanager, now, reco
         if decision is not None:
             logger.info("user %s: %s (%s)", decision.user, decision.outcome, decision.reason)
         return (decision, keys, secret.name) if decision else None
-    decision = decisions.decide(
-        user["user"],
-        keys,
-        secret,
-        now,
-        settings.policy,
-        force=force,
-        obsolete_tags=obsolete_tags,
-        tags=user["tags"],
-        tag_count=user["tagCount"],
-        recorded_at=recorded_at,
-    )
-    if settings.consumer_principal_arn and decision.outcome not in ("blocked", "attention") and (
+
+    def decide(keys):
+        return decisions.decide(
+            user["user"],
+            keys,
+            secret,
+            now,
+            settings.policy,
+            force=force,
+            obsolete_tags=obsolete_tags,
+            tags=user["tags"],
+            tag_count=user["tagCount"],
+            recorded_at=recorded_at,
+        )
+
+    decision = decide(keys)
+    if decision.read_last_use:  # a key due for deactivation: was it used since the new key was stored?
+        used = reading.last_use(iam, decision.read_last_use)
+        keys = [dataclasses.replace(k, last_use=used) if k.id == decision.read_last_use else k for k in keys]
+        decision = decide(keys)
+    if settings.consumer_principal_arn and decision.outcome not in decisions.UNCHANGED_OUTCOMES and (
         (decision.rotate or secret.exists) and reading.needs_grant(secretsmanager, secret.name, settings.consumer_principal_arn)
     ):
         decision.grant_consumer = True

@@ -1,6 +1,6 @@
 """Queue the actions: between planning and acting. Reads what every batch planned (the run bucket), chooses what to
 act on, the most overdue first (and no more than MaxUsersPerRun, when set), and writes it, in batches, for "Act on
-each batch of users"; writes the rest of the plan (blocked, attention, unreadable users, notices) for the report.
+each batch of users"; writes the rest of the plan (blocked, attention, held, overdue, unreadable users, notices) for the report.
 
 Event: ``{"run": RunPlan, "plans": <the Map's output: MapRunArn, ResultWriterDetails>}``. Result: a contract.Queue.
 """
@@ -14,6 +14,9 @@ import run_records
 from contract import ActBatch, BatchPlan, Listed, Queue, RunPlan
 from settings import Settings
 
+# What a batch's plan lists besides its actions: users nothing is done for, and notices.
+LISTED = ("blocked", "attention", "held", "overdue", "unreadable", "notices")
+
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)
 
@@ -24,13 +27,13 @@ def handler(event, context):
 
 def queue_actions(run: RunPlan, plans: dict, settings: Settings, s3) -> Queue:
     planned, failed = run_records.map_run_results(s3, plans)
-    summary = {"managed": 0, "unchanged": 0, "blocked": [], "attention": [], "unreadable": [], "notices": []}
+    summary = {"managed": 0, "unchanged": 0, **{listed: [] for listed in LISTED}}
     actions = []
     for _, batch in planned:
         batch: BatchPlan
         summary["managed"] += batch["managed"]
         summary["unchanged"] += batch["unchanged"]
-        for listed in ("blocked", "attention", "unreadable", "notices"):
+        for listed in LISTED:
             summary[listed] += batch[listed]
         actions += batch["actions"]
     for given, error, cause in failed:  # a batch that could not be planned: its users wait for the next run

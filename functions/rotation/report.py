@@ -24,12 +24,16 @@ MAX_FAILURE_CAUSE_CHARS = 8_000
 
 _DONE = {"rotate": "rotated", "retire": "retired", "record": "noted", "grant": "granted"}
 _PLANNED = {"rotate": "would-rotate", "retire": "would-retire", "record": "would-note", "grant": "would-grant"}
-_NEWSWORTHY = {"rotated", "retired", "blocked", "attention", "failed", "granted", "would-rotate", "would-retire", "would-grant"}
+_NEWSWORTHY = {"rotated", "retired", "blocked", "attention", "held", "overdue", "failed", "granted", "would-rotate",
+               "would-retire", "would-grant"}
 # What a person must act on, listed first wherever users are listed.
-_PROBLEMS = ("failed", "attention", "blocked")
+_PROBLEMS = ("failed", "overdue", "attention", "blocked", "held")
 # How the subject line counts each outcome.
 _COUNTED = {"rotated": "rotated", "retired": "retired", "granted": "granted", "blocked": "blocked",
-            "attention": "need attention", "failed": "failed"}
+            "attention": "need attention", "held": "previous key still in use", "overdue": "in use past the maximum age",
+            "failed": "failed"}
+# Users for whom nothing was done, as the plan lists them (with why).
+_LISTED = ("blocked", "attention", "held", "overdue")
 
 
 def plan_item(decision: decisions.Decision, secret_name: str, key_ids: list[str]) -> dict:
@@ -77,8 +81,7 @@ def build(plan: dict, results: list[dict], run_error: dict | None, settings, whe
             users.append(_failure_entry(item, result))
         else:
             users.append(_success_entry(item, result, settings))
-    users += [_entry(b, "blocked", b["reason"]) for b in plan.get("blocked", [])]
-    users += [_entry(a, "attention", a["reason"]) for a in plan.get("attention", [])]
+    users += [_entry(u, outcome, u["reason"]) for outcome in _LISTED for u in plan.get(outcome, [])]
     users += [_entry(u, "failed", u["reason"]) for u in plan.get("unreadable", [])]
 
     counts = {name: sum(u["outcome"] == name for u in users) for name in _COUNTED}
@@ -98,20 +101,22 @@ def build(plan: dict, results: list[dict], run_error: dict | None, settings, whe
         summary["report"] = where
     if run_error:
         summary["error"] = f"{run_error.get('Error')}: {_cause(run_error)}"
-    failed = bool(counts["failed"] or run_error)
+    # A key in use past MaxKeyAgeDays (kept Active: KeyInUseAtMaxAge=Keep) fails the run, so the alarm fires.
+    failed = bool(counts["failed"] or counts["overdue"] or run_error)
     report = {
         "summary": summary,
         "failed": failed,
         "failureCause": _failure_cause(summary, newsworthy) if failed else "",
         "recipients": list(settings.notification_emails),
         "subject": _subject(summary),
+        "topicSubject": _topic_subject(_subject(summary)),
         "body": _body(summary, newsworthy, settings),
         "summaryText": _summary_text(summary),
     }
     report["notify"] = bool(
         settings.sender_email
         and settings.notification_emails
-        and (summary["users"] or run_error or counts["blocked"] or counts["attention"] or counts["failed"])
+        and (summary["users"] or run_error or any(counts[k] for k in (*_LISTED, "failed")))
     )
     owners = owner_emails(plan, newsworthy, summary, settings) if settings.sender_email else []
     return report, [{**u, "detail": u["detail"]} for u in newsworthy], owners
@@ -140,7 +145,7 @@ def _compact(entry: dict, detailed: bool) -> dict:
 def owner_emails(plan: dict, newsworthy: list[dict], summary: dict, settings) -> list[dict]:
     """One email per key owner (the user's owner tag) with their users' news and advance notices only."""
     owners = {}
-    for entry in plan.get("actions", []) + plan.get("blocked", []) + plan.get("attention", []) + plan.get("notices", []):
+    for entry in [e for listed in ("actions", *_LISTED, "notices") for e in plan.get(listed, [])]:
         if entry.get("owner"):
             owners[entry["user"]] = entry["owner"]
     by_owner: dict[str, list[str]] = {}
@@ -249,6 +254,12 @@ def _subject(summary: dict) -> str:
     return f"{prefix}IAM access key rotation {summary['time']}: {', '.join(parts) or 'nothing to do'}"
 
 
+def _topic_subject(subject: str) -> str:
+    """SNS takes a subject of at most 100 printable ASCII characters on one line."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in subject)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
 def _body(summary: dict, newsworthy: list[dict], settings) -> str:
     lines = [
         f"IAM access key rotation run at {summary['time']}" + (" (dry run: nothing was changed)" if summary["dryRun"] else ""),
@@ -289,5 +300,9 @@ def user_paragraph(entry: dict, indent: str = "    ") -> list[str]:
 def _failure_cause(summary: dict, newsworthy: list[dict]) -> str:
     """Each failed user and why (as many as fit), then the summary as JSON (whole, or its counts)."""
     failed = [f"{u['user']} ({u['detail']})" for u in newsworthy if u["outcome"] == "failed"]
-    head = summary.get("error") or f"{summary['failed']} user(s) failed: " + "; ".join(failed)
+    overdue = [f"{u['user']} ({u['detail']})" for u in newsworthy if u["outcome"] == "overdue"]
+    parts = ([f"{summary['failed']} user(s) failed: " + "; ".join(failed)] if failed else []) + (
+        [f"{summary['overdue']} user(s) keep a key in use past MaxKeyAgeDays: " + "; ".join(overdue)] if overdue else []
+    )
+    head = summary.get("error") or ". ".join(parts)
     return head[:MAX_FAILURE_CAUSE_CHARS] + " Summary: " + _summary_text(summary)

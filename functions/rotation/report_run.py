@@ -36,7 +36,7 @@ def report_run(event: dict, settings: Settings, s3) -> Report:
             "managedUsers": planned["managed"],
             "unchangedUsers": planned["unchanged"],
             "deferredUsers": planned["deferred"],
-            **{k: planned[k] for k in ("actions", "blocked", "attention", "unreadable", "notices")},
+            **{k: planned[k] for k in ("actions", "blocked", "attention", "held", "overdue", "unreadable", "notices")},
         }
     if acts:
         done, failed = run_records.map_run_results(s3, acts)

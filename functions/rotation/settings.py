@@ -35,6 +35,8 @@ class Settings:
                 int(env.get("INSTALL_WINDOW_DAYS", "7")),
                 int(env.get("RECOVERY_WINDOW_DAYS", "7")),
                 int(env.get("NOTICE_DAYS", "0")),
+                int(env.get("UNUSED_HOURS", "24")),
+                env.get("KEY_IN_USE_AT_MAX_AGE", "Keep") == "Deactivate",
             ),
             user_path=env.get("USER_PATH", "/"),
             user_tag_key=env.get("USER_TAG_KEY", ""),

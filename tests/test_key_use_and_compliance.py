@@ -1,0 +1,130 @@
+"""Retirement that knows whether a key is still used, and compliance by default, on the real template, state
+machine and Lambdas in the emulator:
+
+1. a previous key IAM saw in use within UnusedHours is never deactivated: the user is held, every run, with the
+   service, region and date of its last use, and the key is retired on the first run after it fell silent;
+2. a key still in use at MaxKeyAgeDays is kept Active and fails the run (KeyInUseAtMaxAge=Keep, the default), or
+   deactivated for compliance (Deactivate);
+3. across a year of daily runs with the defaults, missed runs included, no Active key of a managed user is ever
+   older than MaxKeyAgeDays.
+"""
+
+from datetime import timedelta
+
+import pytest
+from test_rotation_workflow import MANAGED, account_with, emulate, key, keys, outcomes, summary  # noqa: F401 (fixture)
+
+from emulator import account
+from emulator.faults import failing
+
+def rotated_user(aws, name="app"):
+    """Run until ``name`` was rotated; return (previous key id, new key id)."""
+    (before,) = account.keys_of(name)
+    run = aws.scheduled_run()
+    assert outcomes(run)[name] == "rotated", run.cause
+    (new,) = [k.id for k in account.keys_of(name) if k.id != before.id]
+    return before.id, new
+
+
+def test_a_previous_key_in_use_is_held_every_run_and_retired_once_unused(emulate):
+    aws = emulate(account_with(("app", [key(80, in_secret=True)], {**MANAGED, "KeyOwnerEmail": "owner@example.com"})))
+    previous, new = rotated_user(aws)
+
+    # A consumer keeps signing with the previous key every day, for nine days after the rotation (the key is 89 days
+    # old by then: a day more and it would be overdue).
+    for day in range(1, 10):
+        aws.advance(1)
+        account.use_key(previous, aws.clock.now - timedelta(hours=2), service="s3", region="eu-west-1")
+        run = aws.scheduled_run()
+        assert keys("app") == {previous: "Active", new: "Active"}, f"day {day}: a key in use was deactivated"
+        if day >= 7:  # the install window is over: only its use keeps the key Active
+            assert (run.status, outcomes(run)) == ("SUCCEEDED", {"app": "held"})
+            (entry,) = summary(run)["users"]
+            assert f"previous key {previous} is still in use (last used " in entry["detail"]
+            assert "(s3, eu-west-1)" in entry["detail"] and "AttributeValue=" + previous in entry["detail"]
+            assert summary(run)["held"] == 1
+            (owner_mail,) = [e for e in run.emails if e.destinations == ["owner@example.com"]]
+            assert "app: HELD" in owner_mail.body
+        else:
+            assert outcomes(run) == {}, f"day {day}: inside the install window nothing is due"
+
+    # The consumer moved to the new key: the next run, 26 hours after its last use (UnusedHours 24), retires it.
+    aws.advance(1)
+    run = aws.scheduled_run()
+    assert outcomes(run) == {"app": "retired"}
+    assert keys("app") == {previous: "Inactive", new: "Active"}
+    (entry,) = summary(run)["users"]
+    assert f"key {previous} deactivated" in entry["detail"] and "hours ago" in entry["detail"]
+
+
+@pytest.mark.parametrize("choice, status, outcome, previous_status", [
+    ("Keep", "FAILED", "overdue", "Active"),
+    ("Deactivate", "SUCCEEDED", "retired", "Inactive"),
+])
+def test_a_key_in_use_at_max_age_is_kept_and_alarms_or_is_deactivated_for_compliance(emulate, choice, status, outcome, previous_status):
+    aws = emulate(account_with(("app", [key(80, in_secret=True)])), KeyInUseAtMaxAge=choice)
+    previous, new = rotated_user(aws)
+    aws.advance(10)  # the previous key is 90 days old
+    account.use_key(previous, aws.clock.now - timedelta(hours=1))
+
+    run = aws.scheduled_run()
+
+    assert (run.status, outcomes(run)) == (status, {"app": outcome})
+    assert keys("app") == {previous: previous_status, new: "Active"}
+    if choice == "Keep":
+        assert run.error == "RotationFailed"
+        assert run.cause.startswith(f"1 user(s) keep a key in use past MaxKeyAgeDays: app (previous key {previous}")
+    else:
+        (entry,) = summary(run)["users"]
+        assert "deactivated for compliance (KeyInUseAtMaxAge=Deactivate)" in entry["detail"]
+
+
+def test_a_year_of_daily_runs_keeps_every_active_key_under_max_age(emulate):
+    # Keys of ages up to the rotation age (80 days with the defaults: MaxKeyAgeDays 90 - InstallWindowDays 7 - 3);
+    # runs missed on some days, two in a row a few times. The previous key is deactivated at 87 days. (A first
+    # install that finds keys older than 80 days rotates them at once: their predecessors pass 87 days.)
+    ages = [0, 13, 27, 41, 55, 69, 79, 80]
+    aws = emulate(account_with(*[(f"u{age:02d}", [key(age, in_secret=True)]) for age in ages], parameters={}))
+    max_age = timedelta(days=90)
+    missed = {17, 18, 95, 170, 171, 250, 333}
+    oldest = timedelta(0)
+    for day in range(366):
+        if day:
+            aws.advance(1)
+        if day in missed:
+            continue
+        run = aws.scheduled_run()
+        assert run.status == "SUCCEEDED", (day, run.cause)
+        for user in aws.managed_users():
+            for k in account.keys_of(user):
+                if k.status == "Active":
+                    age = aws.clock.now - k.created
+                    oldest = max(oldest, age)
+                    assert age < max_age, f"day {day}: {user}'s Active key {k.id} is {age} old"
+    assert timedelta(days=86) < oldest < max_age  # the walk did reach the edge it guards
+
+
+# --- the report topic ------------------------------------------------------------------------------------------
+
+
+def test_every_run_publishes_its_report_to_the_topic_even_without_email(emulate):
+    aws = emulate(account_with(("app", [key(80, in_secret=True)]), parameters={}))
+
+    run = aws.scheduled_run()
+
+    assert run.status == "SUCCEEDED" and run.emails == []
+    ((subject, message),) = run.published
+    assert subject == "IAM access key rotation 2026-01-05T06:00:00Z: 1 rotated"
+    assert "app: ROTATED" in message and "never contains a secret" in message
+
+
+def test_a_report_the_topic_refuses_fails_the_run_after_the_rotation(emulate):
+    aws = emulate(account_with(("app", [key(80, in_secret=True)]), parameters={}))
+
+    with failing("sns", "publish", "InternalError", runs_only=True) as fault:
+        run = aws.scheduled_run()
+
+    assert fault.failures == 6  # the first try and five retries
+    assert (run.status, run.error, outcomes(run)) == ("FAILED", "NotificationFailed", {"app": "rotated"})
+    assert run.cause.startswith("The report was not published to the report topic (Sns.InternalErrorException")
+    assert len(account.keys_of("app")) == 2  # the rotation happened; only the report is missing
