@@ -92,6 +92,10 @@ the account fixture (--account FILE, JSON; fixtures/demo-account.json is one):
                                                  several, the last is AWSCURRENT
           "inactiveDaysAgo": 3,                  write the inactive-since tag the workflow keeps for an
                                                  Inactive key: its recovery window started that long ago
+          "lastUsed": "2026-01-04T10:00:00Z",    when a consumer last signed with it (GetAccessKeyLastUsed),
+          "lastUsedHoursAgo": 3,                 or how long before "start"; "lastUsedBy": its service (s3)
+          "usedUntilDay": 9,                     a consumer keeps signing with it, every hour, until that
+                                                 many days after "start" (then it has moved on)
           "note": "..."}                         optional, for people
        ]}
     ]
@@ -350,7 +354,8 @@ def _emit(document: dict, as_json: bool) -> int:
 
 _FIXTURE_FIELDS = {"description", "start", "parameters", "verifiedEmails", "users"}
 _USER_FIELDS = {"name", "path", "tags", "note", "keys"}
-_KEY_FIELDS = {"ageDays", "created", "status", "inSecret", "inactiveDaysAgo", "note"}
+_KEY_FIELDS = {"ageDays", "created", "status", "inSecret", "inactiveDaysAgo", "lastUsed", "lastUsedHoursAgo", "lastUsedBy",
+               "usedUntilDay", "note"}
 
 
 def read_fixture(path: Path) -> dict:
@@ -422,7 +427,7 @@ def _key_problems(key, where: str) -> list[str]:
     if not isinstance(key, dict):
         return [f"{where} must be an object"]
     problems = _unknown_fields(key, _KEY_FIELDS, where)
-    for field in ("ageDays", "inactiveDaysAgo"):
+    for field in ("ageDays", "inactiveDaysAgo", "lastUsedHoursAgo", "usedUntilDay"):
         value = key.get(field, 0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             problems.append(f"{where}.{field} {value!r} must be a number of days, 0 or more")
@@ -431,6 +436,8 @@ def _key_problems(key, where: str) -> list[str]:
             problems.append(f"{where}: give ageDays or created, not both")
         if not _is_time(key["created"]):
             problems.append(f"{where}.created {key['created']!r} is not an ISO-8601 time with a zone")
+    if "lastUsed" in key and not _is_time(key["lastUsed"]):
+        problems.append(f"{where}.lastUsed {key['lastUsed']!r} is not an ISO-8601 time with a zone")
     if key.get("status", "Active") not in ("Active", "Inactive"):
         problems.append(f"{where}.status {key['status']!r} must be Active or Inactive")
     if not isinstance(key.get("inSecret", False), bool):

@@ -71,7 +71,9 @@ def store_key_as_workflow_does(user: str, secret_name: str, key_id: str, secret_
     _client("iam").tag_user(UserName=user, Tags=[{"Key": decisions.SECRET_TAG, "Value": secret_name}])
 
 
-def seed(fixture: dict, now: datetime, secret_name_prefix: str) -> None:
+def seed(fixture: dict, now: datetime, secret_name_prefix: str) -> dict[str, datetime]:
+    """Create the fixture's account. Returns the keys a consumer keeps using (``usedUntilDay``): key id -> until."""
+    consumers = {}
     iam = _client("iam")
     ses = _client("ses")
     for address in fixture.get("verifiedEmails", []):
@@ -98,9 +100,12 @@ def seed(fixture: dict, now: datetime, secret_name_prefix: str) -> None:
                     decisions.parse_time(spec["lastUsed"]) if "lastUsed" in spec else now - timedelta(hours=spec["lastUsedHoursAgo"])
                 )
                 use_key(key["AccessKeyId"], used, spec.get("lastUsedBy", "s3"))
+            if "usedUntilDay" in spec:  # a consumer signs with it every hour until then (Emulator.start)
+                consumers[key["AccessKeyId"]] = now + timedelta(days=spec["usedUntilDay"])
             if "inactiveDaysAgo" in spec:
                 since = decisions.format_time(now - timedelta(days=spec["inactiveDaysAgo"]))
                 iam.tag_user(UserName=name, Tags=[{"Key": decisions.inactive_since_tag(key["AccessKeyId"]), "Value": since}])
+    return consumers
 
 
 @dataclass(frozen=True)

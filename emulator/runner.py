@@ -107,6 +107,7 @@ class Emulator:
         self.recorder = Recorder()
         self._stack = contextlib.ExitStack()
         self.runs: list[Run] = []
+        self.consumers: dict[str, datetime] = {}  # keys a consumer keeps using, until when
         self._run_numbers = itertools.count(1)
 
     def __enter__(self) -> Emulator:
@@ -121,7 +122,7 @@ class Emulator:
             self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder))
             self.deployment = stack.deploy(self.parameters)
             functions.update(self.deployment.functions)
-            account.seed(self.fixture, self.clock.now, self.secret_prefix)
+            self.consumers = account.seed(self.fixture, self.clock.now, self.secret_prefix)
         except BaseException:
             self._stack.close()  # a half-built account must not outlive a failed start
             raise
@@ -164,6 +165,7 @@ class Emulator:
         raw = execution_input if isinstance(execution_input, str) else json.dumps(
             {} if execution_input is None else execution_input
         )
+        self._consumers_sign()
         sent_before, published_before = len(_sent_messages()), len(_published())
         delays_before = len(self.recorder.retry_delays)
         keys_before, secrets_before = account.account_keys(), account.workflow_secrets(self.secret_prefix)
@@ -202,6 +204,13 @@ class Emulator:
         run.children = [c for m in map_runs for c in self.recorder.child_executions.by_map_run.get(m["mapRunArn"], [])]
         self.runs.append(run)
         return run
+
+    def _consumers_sign(self) -> None:
+        """The fixture's consumers (``usedUntilDay``) signed with their keys up to an hour ago, or until they stopped:
+        what GetAccessKeyLastUsed reports to the run about to start."""
+        for key_id, until in self.consumers.items():
+            with contextlib.suppress(KeyError):  # the key is gone
+                account.use_key(key_id, min(self.clock.now - timedelta(hours=1), until))
 
     def account_users(self) -> dict[str, dict[str, str]]:
         """Every IAM user of the account now, by IAM's spelling, with its keys' statuses."""

@@ -302,4 +302,4 @@ def test_every_field_an_sdk_task_reads_from_the_answer_is_in_the_apis_model():
                     assert segment in pascal, f"{name} reads {value}: not in {service}'s {action} answer"
                     member = member.members[pascal[segment]]
                 checked += 1
-    assert checked >= 3
+    assert checked >= 2  # the ResultSelectors of the SDK Tasks that keep only part of the answer

@@ -647,3 +647,56 @@ def test_a_secret_stored_before_the_secret_tag_existed_gets_it_recorded():
     assert decision.reason == f"the user's tag key-rotation:secret now names {SECRET}"
     recorded = holds("CUR", name=SECRET, recorded=SECRET)
     assert decide("alice", [active("CUR", 30)], recorded, NOW, POLICY).outcome == "unchanged"
+
+
+# --- per-user overrides by tag --------------------------------------------------------------------------------
+
+EXEMPT = want("exempt")
+
+
+def tagged(**tags):
+    return {"tags": {k.replace("_", ""): v for k, v in tags.items()}}
+
+
+OVERRIDES = [
+    case("KeyRotationMaxAgeDays 60: rotated at 50 days", [active("CUR", 50)], holds("CUR"),
+         want("rotate", rotate=True, previous="CUR"), **tagged(KeyRotationMaxAgeDays="60")),
+    case("KeyRotationMaxAgeDays 60: 49 days not due", [active("CUR", 49)], holds("CUR"), UNCHANGED, **tagged(KeyRotationMaxAgeDays="60")),
+    case("KeyRotationMaxAgeDays may not lengthen", [active("CUR", 50)], holds("CUR"), BLOCKED, **tagged(KeyRotationMaxAgeDays="120")),
+    case("KeyRotationMaxAgeDays not a number", [active("CUR", 95)], holds("CUR"), BLOCKED, **tagged(KeyRotationMaxAgeDays="ninety")),
+    case("KeyRotationMaxAgeDays inside the windows", [active("CUR", 5)], holds("CUR"), BLOCKED, **tagged(KeyRotationMaxAgeDays="20")),
+    case("KeyRotationInstallWindowDays 14: previous kept Active at 7 days", [active("PREV", 80), active("CUR", 7)], holds("CUR"),
+         UNCHANGED, **tagged(KeyRotationInstallWindowDays="14")),
+    case("KeyRotationInstallWindowDays 14: rotated at 73 days, so the maximum age holds", [active("CUR", 73)], holds("CUR"),
+         want("rotate", rotate=True, previous="CUR"), **tagged(KeyRotationInstallWindowDays="14")),
+    case("KeyRotationInstallWindowDays may not shorten", [active("CUR", 5)], holds("CUR"), BLOCKED, **tagged(KeyRotationInstallWindowDays="3")),
+    case("exempt until tomorrow: nothing is rotated", [active("CUR", 95)], holds("CUR"), EXEMPT,
+         **tagged(KeyRotationExemptUntil="2026-01-06", KeyRotationExemptReason="vendor freeze")),
+    case("exempt until today, inclusive", [active("CUR", 95)], holds("CUR"), EXEMPT,
+         **tagged(KeyRotationExemptUntil="2026-01-05", KeyRotationExemptReason="vendor freeze")),
+    case("exemption expired: rotated again", [active("CUR", 95)], holds("CUR"), want("rotate", rotate=True, previous="CUR"),
+         **tagged(KeyRotationExemptUntil="2026-01-04", KeyRotationExemptReason="vendor freeze")),
+    case("exemption expired, nothing due: reported", [active("CUR", 10)], holds("CUR"), ATTENTION,
+         **tagged(KeyRotationExemptUntil="2026-01-04", KeyRotationExemptReason="vendor freeze")),
+    case("exemption without a reason: blocked, never guessed", [active("CUR", 95)], holds("CUR"), BLOCKED,
+         **tagged(KeyRotationExemptUntil="2026-01-06")),
+    case("exemption without a date", [active("CUR", 95)], holds("CUR"), BLOCKED, **tagged(KeyRotationExemptReason="vendor freeze")),
+    case("exemption past one rotation cycle", [active("CUR", 95)], holds("CUR"), BLOCKED,
+         **tagged(KeyRotationExemptUntil="2026-06-01", KeyRotationExemptReason="vendor freeze")),
+]
+
+
+@pytest.mark.parametrize("keys, secret, expected, options", OVERRIDES)
+def test_overrides_by_tag(keys, secret, expected, options):
+    assert got(decide("alice", keys, secret, NOW, POLICY, tags=options["tags"])) == expected
+
+
+def test_the_expired_exemption_and_invalid_tags_say_what_to_fix():
+    expired = decide("alice", [active("CUR", 95)], holds("CUR"), NOW, POLICY,
+                     tags={"KeyRotationExemptUntil": "2026-01-04", "KeyRotationExemptReason": "x"})
+    assert "its exemption ended on 2026-01-04 (tag KeyRotationExemptUntil) and is ignored" in expired.reason
+    lengthened = decide("alice", [active("CUR", 50)], holds("CUR"), NOW, POLICY, tags={"KeyRotationMaxAgeDays": "120"})
+    assert "tag KeyRotationMaxAgeDays=120 would lengthen the stack's MaxKeyAgeDays (90); it may only shorten it" in lengthened.reason
+    exempt = decide("alice", [active("CUR", 95)], holds("CUR"), NOW, POLICY,
+                    tags={"KeyRotationExemptUntil": "2026-01-06", "KeyRotationExemptReason": "vendor freeze"})
+    assert exempt.reason.startswith("exempt until 2026-01-06 (tag KeyRotationExemptUntil): vendor freeze")

@@ -31,9 +31,9 @@ def test_the_demo_walks_the_lifecycle_and_its_checks_pass(demo):
     assert exit_code == 0
     for day in (0, 7, 14, 21):
         assert f"Day {day}: scheduled run" in shown
-    for outcome in ("ROTATED", "RETIRED", "BLOCKED"):
+    for outcome in ("ROTATED", "RETIRED", "BLOCKED", "HELD", "EXEMPT"):
         assert f": {outcome}" in shown
-    assert "Subject: IAM access key rotation 2026-01-05T06:00:00Z: 1 rotated, 1 blocked" in shown
+    assert "Subject: IAM access key rotation 2026-01-05T06:00:00Z: 2 rotated, 1 blocked, 1 exempt" in shown
     assert "Timeline of run-001" in shown and "Act on each batch of users" in shown
     assert "ci-deployer: Note when the new key is created -> Create new access key" in shown  # the user its steps are
     assert "invariants (AWSCURRENT is an Active key of its user; every key created is stored; no Active key deleted): hold" in shown
@@ -87,7 +87,7 @@ def test_json_is_one_document_with_the_runs_keys_secrets_emails_and_checks(capsy
     stages = {v["keyId"]: v["stages"] for v in first["secretVersions"]["ci-deployer"]}
     assert stages == {new_key: ["AWSCURRENT"], next(iter(before)): ["AWSPREVIOUS"]}
     (email,) = [e for e in first["emails"] if e["recipients"] == ["platform-team@example.com"]]
-    assert email["subject"] == "IAM access key rotation 2026-01-05T06:00:00Z: 1 rotated, 1 blocked"
+    assert email["subject"] == "IAM access key rotation 2026-01-05T06:00:00Z: 2 rotated, 1 blocked, 1 exempt"
     assert email["recipients"] == ["platform-team@example.com"] and email["source"] == "key-rotation@example.com"
     assert "ci-deployer: ROTATED" in email["body"]
     users = {u["name"]: u for u in document["accountBefore"]["users"]}

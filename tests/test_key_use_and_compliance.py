@@ -9,7 +9,10 @@ machine and Lambdas in the emulator:
    older than MaxKeyAgeDays.
 """
 
+import json
 from datetime import timedelta
+
+import boto3
 
 import pytest
 from test_rotation_workflow import MANAGED, account_with, emulate, key, keys, outcomes, summary  # noqa: F401 (fixture)
@@ -128,3 +131,102 @@ def test_a_report_the_topic_refuses_fails_the_run_after_the_rotation(emulate):
     assert (run.status, run.error, outcomes(run)) == ("FAILED", "NotificationFailed", {"app": "rotated"})
     assert run.cause.startswith("The report was not published to the report topic (Sns.InternalErrorException")
     assert len(account.keys_of("app")) == 2  # the rotation happened; only the report is missing
+
+
+# --- lifecycle events ------------------------------------------------------------------------------------------
+
+
+def events_on_the_bus():
+    """A rule on the default bus that sends every event of the rotation to a queue, as a consumer would set up."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    queue = sqs.create_queue(QueueName="rotation-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="rotation-events", EventPattern=json.dumps({"source": ["iam-key-rotation"]}))
+    events.put_targets(Rule="rotation-events", Targets=[{"Id": "queue", "Arn": arn}])
+
+    def received():
+        got = []
+        while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            for m in messages:
+                got.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        return [(e["detail-type"], e["detail"]) for e in got]
+
+    return received
+
+
+def test_every_change_is_an_event_on_the_bus_without_secret_material(emulate):
+    aws = emulate(account_with(
+        ("app", [key(80, in_secret=True)]),
+        ("two-keys", [key(90), key(85)]),
+        ("in-use", [key(87, in_secret=False), key(7, in_secret=True)]),
+    ))
+    received = events_on_the_bus()
+    (in_use_previous,) = [k.id for k in account.keys_of("in-use") if (aws.clock.now - k.created).days == 87]
+    account.use_key(in_use_previous, aws.clock.now - timedelta(hours=1))
+
+    run = aws.scheduled_run()
+
+    got = received()
+    by_type = {}
+    for detail_type, detail in got:
+        by_type.setdefault(detail_type, []).append(detail)
+    assert sorted(by_type) == ["IAM Access Key Held In Use", "IAM Access Key Rotated", "IAM Access Key Rotation Blocked"]
+    (rotated,) = by_type["IAM Access Key Rotated"]
+    new_key = next(k.id for k in account.keys_of("app") if (aws.clock.now - k.created).days == 0)
+    assert rotated["schemaVersion"] == "1" and rotated["account"] == "123456789012" and rotated["run"] == run.name
+    assert (rotated["user"], rotated["newKeyId"], rotated["secretVersionId"]) == ("app", new_key, f"key-rotation-{new_key}")
+    assert rotated["secretArn"].startswith("arn:aws:secretsmanager:us-east-1:123456789012:secret:iam-key-rotation/app-")
+    assert [d["user"] for d in by_type["IAM Access Key Held In Use"]] == ["in-use"]
+    assert [d["user"] for d in by_type["IAM Access Key Rotation Blocked"]] == ["two-keys"]
+    assert not any(secret in json.dumps(got) for secret in aws.issued_secrets)
+
+    aws.advance(7)  # the install window is over; nobody uses app's previous key
+    run = aws.scheduled_run()
+    got = received()
+    assert [(t, d["user"]) for t, d in got if d["user"] == "app"] == [
+        ("IAM Access Key Stored Key Proven", "app"), ("IAM Access Key Deactivated", "app"),
+    ]
+
+
+def test_a_dry_run_puts_no_event(emulate):
+    aws = emulate(account_with(("app", [key(80, in_secret=True)])), DryRun="true")
+    received = events_on_the_bus()
+    aws.scheduled_run()
+    assert received() == []
+
+
+# --- per-user overrides ------------------------------------------------------------------------------------------
+
+
+def test_an_exempt_user_is_listed_every_run_and_rotated_once_its_exemption_ends(emulate):
+    exempt = {**MANAGED, "KeyRotationExemptUntil": "2026-01-06", "KeyRotationExemptReason": "partner freeze, CHG-1234"}
+    aws = emulate(account_with(("app", [key(85, in_secret=True)], exempt)))
+    received = events_on_the_bus()
+
+    for _ in range(2):  # the 5th and the 6th: the exemption holds through its last day
+        run = aws.scheduled_run()
+        assert (run.status, outcomes(run)) == ("SUCCEEDED", {"app": "exempt"})
+        assert len(account.keys_of("app")) == 1
+        (entry,) = summary(run)["users"]
+        assert entry["detail"].startswith("exempt until 2026-01-06 (tag KeyRotationExemptUntil): partner freeze, CHG-1234")
+        assert "app: EXEMPT" in run.emails[0].body
+        assert [t for t, _ in received()] == ["IAM Access Key Rotation Exempted"]
+        aws.advance(1)
+
+    run = aws.scheduled_run()  # the 7th: the exemption is over and ignored, and the report says so
+    assert outcomes(run) == {"app": "rotated"}
+    (entry,) = summary(run)["users"]
+    assert "its exemption ended on 2026-01-06 (tag KeyRotationExemptUntil) and is ignored" in entry["detail"]
+
+
+def test_a_shorter_maximum_age_by_tag_rotates_earlier(emulate):
+    aws = emulate(account_with(
+        ("strict", [key(50, in_secret=True)], {**MANAGED, "KeyRotationMaxAgeDays": "60"}),
+        ("usual", [key(50, in_secret=True)]),
+        ("typo", [key(50, in_secret=True)], {**MANAGED, "KeyRotationMaxAgeDays": "6O"}),
+    ))
+    run = aws.scheduled_run()
+    assert outcomes(run) == {"strict": "rotated", "typo": "blocked"}
+    typo = next(u for u in summary(run)["users"] if u["user"] == "typo")
+    assert "tag KeyRotationMaxAgeDays='6O' is not a whole number of days" in typo["detail"]

@@ -25,7 +25,7 @@ READS = {
     "QueueActionsFunction": {"s3:GetObject"},
     "KeyStatusFunction": {"iam:ListAccessKeys"},
     "ReconcileFunction": {"iam:ListAccessKeys", "secretsmanager:DescribeSecret"},
-    "ReportFunction": {"s3:GetObject"},
+    "ReportFunction": {"s3:GetObject", "events:PutEvents"},
 }
 WRITES_RUN_RECORDS = {"PlanRunFunction", "QueueActionsFunction", "ReportFunction"}
 GIVEN_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0f0f0f-aaaa-bbbb-cccc-000000000000"
@@ -139,6 +139,8 @@ def test_each_function_reads_only_what_it_needs_and_never_a_secret_value(templat
     if function == "PlanRunFunction":
         (listing,) = granted(statements, "states:ListExecutions")
         assert listing["Resource"] == MACHINE_ARN
+    for statement in granted(statements, "events:PutEvents"):  # only the one bus
+        assert statement["Resource"] == f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default", statement
     for statement in granted(statements, "iam:GetAccessKeyLastUsed"):  # only keys of managed users
         assert as_list(statement["Resource"]) == [USER_ARN], statement
     for action in ("iam:ListAccessKeys", "secretsmanager:GetResourcePolicy", "secretsmanager:DescribeSecret"):

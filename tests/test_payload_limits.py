@@ -199,3 +199,36 @@ def test_the_consumer_grant_never_overwrites_a_policy_the_workflow_did_not_write
 def test_the_topic_subject_is_what_sns_accepts(subject, expected):
     # SNS refuses a subject over 100 characters, or with a line break or a character outside printable ASCII.
     assert report._topic_subject(subject) == expected
+
+
+def test_lifecycle_events_name_every_change_and_only_key_ids():
+    plan = {
+        "time": "2026-01-05T06:00:00Z",
+        "actions": [
+            {"user": "gone", "secretName": "p/gone", "outcome": "retire", "reason": "r1", "deleteKeyId": "AKIADELETED"},
+            {"user": "made-room", "secretName": "p/made-room", "outcome": "rotate", "reason": "r2", "rotate": True,
+             "deleteKeyId": "AKIAROOM", "previousKeyId": "AKIAPREV"},
+            {"user": "broken", "secretName": "p/broken", "outcome": "rotate", "reason": "r3", "rotate": True},
+        ],
+        "unreadable": [{"user": "unread", "reason": "r4"}],
+        "overdue": [{"user": "late", "reason": "r5"}],
+        "attention": [{"user": "edited", "reason": "r6"}],
+    }
+    results = [
+        {"user": "gone", "status": "succeeded"},
+        {"user": "made-room", "status": "succeeded", "newKeyId": "AKIANEW",
+         "stored": {"Arn": "arn:s", "Name": "p/made-room", "VersionId": "key-rotation-AKIANEW"}},
+        {"user": "broken", "status": "failed", "error": "Iam.LimitExceededException", "cause": "..."},
+    ]
+    events = report.lifecycle_events(plan, results, "run-1", "123456789012")
+    assert [(t, d["user"], d.get("keyId") or d.get("newKeyId") or d.get("error")) for t, d in events] == [
+        ("IAM Access Key Deleted", "gone", "AKIADELETED"),
+        ("IAM Access Key Deleted", "made-room", "AKIAROOM"),
+        ("IAM Access Key Rotated", "made-room", "AKIANEW"),
+        ("IAM Access Key Rotation Failed", "broken", "Iam.LimitExceededException"),
+        ("IAM Access Key Rotation Needs Attention", "edited", None),
+        ("IAM Access Key Overdue", "late", None),
+        ("IAM Access Key Rotation Failed", "unread", None),
+    ]
+    assert all(d["schemaVersion"] == "1" and d["run"] == "run-1" and d["account"] == "123456789012" for _, d in events)
+    assert report.lifecycle_events({**plan, "dryRun": True}, results, "run-1", "123456789012") == []

@@ -24,7 +24,7 @@ from typing import NotRequired, TypedDict
 
 
 class Listed(TypedDict):
-    """A user listed as blocked, needing attention, held, overdue or unreadable, with why and what to do."""
+    """A user listed as blocked, needing attention, held, overdue, exempt or unreadable, with why and what to do."""
 
     user: str
     reason: str
@@ -134,6 +134,7 @@ class BatchPlan(TypedDict):
     attention: list[Listed]
     held: list[Listed]  # the previous key is still in use: it stays Active
     overdue: list[Listed]  # held, and older than MaxKeyAgeDays: the run fails so the alarm fires
+    exempt: list[Listed]  # exempted by tag (KeyRotationExemptUntil): listed in every report
     unreadable: list[Listed]
     notices: list[Notice]
 
@@ -198,6 +199,7 @@ class ReconcileEvent(TypedDict):
 
 class ReconcileResult(TypedDict):
     storedKeyId: str | None  # the new key the secret holds after all
+    secretArn: str | None  # with storedKeyId: that secret
     deleteKeyIds: list[str]  # keys this run created that nobody holds
 
 
@@ -212,6 +214,9 @@ class UserResult(TypedDict):
     user: str
     status: str  # succeeded or failed
     newKeyId: NotRequired[str]
+    # With newKeyId: the store's answer (PutSecretValue's or CreateSecret's: the secret's ARN, Name, VersionId;
+    # never the value), or after a store that only seemed to fail, the ARN and version the cleanup found.
+    stored: NotRequired[dict]
     error: NotRequired[str]
     cause: NotRequired[str]
     cleanup: NotRequired[list[Cleanup]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 # The state machine stores a new key as the secret version "key-rotation-<AccessKeyId>" (a ClientRequestToken
 # of 32-64 characters), so the key a secret holds is known from DescribeSecret without reading the value.
@@ -147,6 +147,7 @@ class Secret:
     scheduled_for_deletion: bool = False
     name: str = ""  # where the user's key is kept (or will be)
     recorded: str | None = None  # the secret the user's SECRET_TAG names: where the workflow last stored its key
+    arn: str = ""  # when it exists
 
 
 MISSING_SECRET = Secret()
@@ -303,7 +304,23 @@ def decide(
     gone): the tag is removed, so a later deactivation by hand starts a fresh recovery window. Times written on
     tags are ``recorded_at`` (default ``now``): when the run really acts.
     """
+    overrides = user_overrides(tags or {}, policy, now)
+    if overrides.problems:
+        return Decision(
+            user, "blocked", "; ".join(overrides.problems) + ": nothing is changed until the tag is fixed or removed "
+            "(aws iam tag-user / untag-user)",
+        )
+    if overrides.exempt_until is not None:
+        return Decision(
+            user, "exempt", f"exempt until {overrides.exempt_until.isoformat()} (tag {EXEMPT_UNTIL_TAG}): "
+            f"{overrides.exempt_reason}; its keys are neither rotated nor retired until then",
+        )
+    policy = overrides.policy
     decision = _decide(user, keys, secret, now, policy, force, recorded_at or now)
+    if overrides.expired and decision.outcome == "unchanged" and not decision.has_actions and not decision.read_last_use:
+        return Decision(user, "attention", overrides.expired)
+    if overrides.expired:
+        decision.reason += f"; {overrides.expired}"
     if decision.outcome in UNCHANGED_OUTCOMES or decision.read_last_use:
         return decision  # left entirely unchanged, tags included (or to be decided again)
     decision.forget_inactive.extend(
@@ -431,8 +448,85 @@ def _decide(user, keys, secret, now, policy, force, recorded_at) -> Decision:
     return decision
 
 
-# Outcomes that change nothing, tags included: a person must act, or (held) a consumer must stop using a key.
-UNCHANGED_OUTCOMES = ("blocked", "attention", "held", "overdue")
+# Outcomes that change nothing, tags included: a person must act, (held) a consumer must stop using a key, or
+# (exempt) a person exempted the user for a while.
+UNCHANGED_OUTCOMES = ("blocked", "attention", "held", "overdue", "exempt")
+
+# Per-user overrides, by user tag, bounded by the stack's parameters.
+MAX_AGE_TAG = "KeyRotationMaxAgeDays"  # may only shorten MaxKeyAgeDays
+INSTALL_WINDOW_TAG = "KeyRotationInstallWindowDays"  # may only lengthen InstallWindowDays, within the maximum age
+EXEMPT_UNTIL_TAG = "KeyRotationExemptUntil"  # YYYY-MM-DD: neither rotated nor retired until that day, inclusive
+EXEMPT_REASON_TAG = "KeyRotationExemptReason"  # required with an exemption
+OVERRIDE_TAGS = (MAX_AGE_TAG, INSTALL_WINDOW_TAG, EXEMPT_UNTIL_TAG, EXEMPT_REASON_TAG)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    policy: Policy  # the stack's, with the user's tags applied
+    exempt_until: date | None = None  # an exemption in force
+    exempt_reason: str = ""
+    expired: str = ""  # an exemption past its date: ignored, and said
+    problems: tuple[str, ...] = ()  # invalid tag values: the user is blocked, never guessed for
+
+
+def user_overrides(tags: dict[str, str], policy: Policy, now: datetime) -> Overrides:
+    """The user's own policy and exemption from its tags, within the stack's bounds; each invalid value named."""
+    problems = []
+
+    def days(tag: str) -> int | None:
+        if tag not in tags:
+            return None
+        value = tags[tag].strip()
+        if not value.isdigit() or int(value) < 1:
+            problems.append(f"tag {tag}={tags[tag]!r} is not a whole number of days")
+            return None
+        return int(value)
+
+    max_age, install = days(MAX_AGE_TAG), days(INSTALL_WINDOW_TAG)
+    if max_age is not None and max_age > policy.max_key_age.days:
+        problems.append(f"tag {MAX_AGE_TAG}={max_age} would lengthen the stack's MaxKeyAgeDays ({policy.max_key_age.days}); it may only shorten it")
+    if install is not None and install < policy.install_window.days:
+        problems.append(f"tag {INSTALL_WINDOW_TAG}={install} would shorten the stack's InstallWindowDays ({policy.install_window.days}); it may only lengthen it")
+    mine = Policy(
+        timedelta(days=max_age) if max_age else policy.max_key_age,
+        timedelta(days=install) if install else policy.install_window,
+        policy.recovery_window, policy.notice_window, policy.unused_period, policy.deactivate_in_use_at_max_age,
+    )
+    if not problems and (max_age or install):
+        try:
+            mine.check()
+        except InvalidConfiguration:
+            least = 2 * mine.install_window.days + mine.recovery_window.days + COMPLIANCE_MARGIN.days + 1
+            problems.append(
+                f"tags {MAX_AGE_TAG}/{INSTALL_WINDOW_TAG} give a maximum age of {mine.max_key_age.days} days with an install "
+                f"window of {mine.install_window.days}: the maximum age must be at least {least} days"
+            )
+
+    until = reason = None
+    expired = ""
+    if EXEMPT_UNTIL_TAG in tags or EXEMPT_REASON_TAG in tags:
+        reason = tags.get(EXEMPT_REASON_TAG, "").strip()
+        try:
+            until = date.fromisoformat(tags.get(EXEMPT_UNTIL_TAG, "").strip())
+        except ValueError:
+            problems.append(f"tag {EXEMPT_UNTIL_TAG}={tags.get(EXEMPT_UNTIL_TAG, '')!r} is not a date (YYYY-MM-DD); an exemption needs one")
+        if not reason:
+            problems.append(f"an exemption needs its reason in tag {EXEMPT_REASON_TAG}")
+        today = now.astimezone(timezone.utc).date()
+        if until and until > today + policy.max_key_age:
+            problems.append(
+                f"tag {EXEMPT_UNTIL_TAG}={until.isoformat()} lies more than MaxKeyAgeDays ({policy.max_key_age.days}) ahead; "
+                "an exemption lasts at most one rotation cycle"
+            )
+        if until and until < today and not problems:
+            expired = (
+                f"its exemption ended on {until.isoformat()} (tag {EXEMPT_UNTIL_TAG}) and is ignored: remove the tags "
+                f"{EXEMPT_UNTIL_TAG} and {EXEMPT_REASON_TAG}"
+            )
+            until = None
+    if problems:
+        return Overrides(policy, problems=tuple(problems))
+    return Overrides(mine, until, reason or "", expired)
 
 
 def _still_in_use(user: str, previous: Key, current: Key, secret: Secret, now: datetime, policy: Policy) -> Decision | None:

@@ -32,7 +32,7 @@ def plan_batch(batch: BatchToPlan, settings: Settings, iam, secretsmanager) -> B
     now, recorded_at = decisions.parse_time(batch["time"]), decisions.parse_time(batch["recordedAt"])
     plan = BatchPlan(
         batch=batch["batch"], managed=0, unchanged=0, actions=[], blocked=[], attention=[], held=[], overdue=[],
-        unreadable=[], notices=[],
+        exempt=[], unreadable=[], notices=[],
     )
 
     def decide(user: UserToPlan):

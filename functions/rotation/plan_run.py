@@ -151,7 +151,11 @@ def _requested_users(iam, settings: Settings, names, secrets: dict) -> list[User
 
 def _to_plan(name: str, tags: dict, secret: decisions.Secret, settings: Settings, why: str = "", exists: bool = True) -> UserToPlan:
     """What a batch's planner needs of a user: only the tags a decision reads (the item stays small)."""
-    kept = {k: v for k, v in tags.items() if k.startswith(decisions.WORKFLOW_TAG_PREFIX) or k == settings.owner_tag_key}
+    kept = {
+        k: v
+        for k, v in tags.items()
+        if k.startswith(decisions.WORKFLOW_TAG_PREFIX) or k == settings.owner_tag_key or k in decisions.OVERRIDE_TAGS
+    }
     item = UserToPlan(
         user=name,
         managed=not why,

@@ -1,6 +1,6 @@
 """Queue the actions: between planning and acting. Reads what every batch planned (the run bucket), chooses what to
 act on, the most overdue first (and no more than MaxUsersPerRun, when set), and writes it, in batches, for "Act on
-each batch of users"; writes the rest of the plan (blocked, attention, held, overdue, unreadable users, notices) for the report.
+each batch of users"; writes the rest of the plan (blocked, attention, held, overdue, exempt, unreadable users, notices) for the report.
 
 Event: ``{"run": RunPlan, "plans": <the Map's output: MapRunArn, ResultWriterDetails>}``. Result: a contract.Queue.
 """
@@ -15,7 +15,7 @@ from contract import ActBatch, BatchPlan, Listed, Queue, RunPlan
 from settings import Settings
 
 # What a batch's plan lists besides its actions: users nothing is done for, and notices.
-LISTED = ("blocked", "attention", "held", "overdue", "unreadable", "notices")
+LISTED = ("blocked", "attention", "held", "overdue", "exempt", "unreadable", "notices")
 
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)

@@ -159,6 +159,7 @@ def secret_from(metadata: dict, stages_field: str) -> decisions.Secret:
         foreign=current_version is not None and key_id is None,
         scheduled_for_deletion=metadata.get("DeletedDate") is not None,
         name=metadata["Name"],
+        arn=metadata.get("ARN", ""),
     )
 
 

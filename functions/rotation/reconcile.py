@@ -1,8 +1,9 @@
 """Look for unstored keys: after a failed create or store, ask IAM and the secret (never its value) rather than
 believe the error. Read-only.
 
-Event: ``{"user", "secretName", "knownKeyIds", "since"}``. Result: ``{"storedKeyId", "deleteKeyIds"}``: the new key
-the secret holds after all (the rotation is then done), and the keys this run created that nobody holds.
+Event: ``{"user", "secretName", "knownKeyIds", "since"}``. Result: ``{"storedKeyId", "secretArn", "deleteKeyIds"}``:
+the new key the secret holds after all (the rotation is then done) and that secret's ARN, and the keys this run
+created that nobody holds.
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ logger.setLevel(logging.INFO)
 
 def handler(event, context):
     keys, _ = reading.keys_of(reading.client("iam"), event["user"], {})
-    stored, unstored = decisions.keys_to_clean_up(
-        set(event["knownKeyIds"]),
-        keys,
-        reading.described_secret(reading.client("secretsmanager"), event["secretName"]),
-        decisions.parse_time(event["since"]),
-    )
+    secret = reading.described_secret(reading.client("secretsmanager"), event["secretName"])
+    stored, unstored = decisions.keys_to_clean_up(set(event["knownKeyIds"]), keys, secret, decisions.parse_time(event["since"]))
     logger.info("user %s: after a failed rotation, stored %s, unstored %s", event["user"], stored, unstored)
-    return {"storedKeyId": stored, "deleteKeyIds": unstored}
+    return {"storedKeyId": stored, "secretArn": secret.arn if stored else None, "deleteKeyIds": unstored}

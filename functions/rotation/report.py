@@ -24,16 +24,16 @@ MAX_FAILURE_CAUSE_CHARS = 8_000
 
 _DONE = {"rotate": "rotated", "retire": "retired", "record": "noted", "grant": "granted"}
 _PLANNED = {"rotate": "would-rotate", "retire": "would-retire", "record": "would-note", "grant": "would-grant"}
-_NEWSWORTHY = {"rotated", "retired", "blocked", "attention", "held", "overdue", "failed", "granted", "would-rotate",
+_NEWSWORTHY = {"rotated", "retired", "blocked", "attention", "held", "overdue", "exempt", "failed", "granted", "would-rotate",
                "would-retire", "would-grant"}
 # What a person must act on, listed first wherever users are listed.
 _PROBLEMS = ("failed", "overdue", "attention", "blocked", "held")
 # How the subject line counts each outcome.
 _COUNTED = {"rotated": "rotated", "retired": "retired", "granted": "granted", "blocked": "blocked",
             "attention": "need attention", "held": "previous key still in use", "overdue": "in use past the maximum age",
-            "failed": "failed"}
+            "exempt": "exempt", "failed": "failed"}
 # Users for whom nothing was done, as the plan lists them (with why).
-_LISTED = ("blocked", "attention", "held", "overdue")
+_LISTED = ("blocked", "attention", "held", "overdue", "exempt")
 
 
 def plan_item(decision: decisions.Decision, secret_name: str, key_ids: list[str]) -> dict:
@@ -252,6 +252,59 @@ def _subject(summary: dict) -> str:
         parts.append("run failed")
     prefix = "[dry run] " if summary["dryRun"] else ""
     return f"{prefix}IAM access key rotation {summary['time']}: {', '.join(parts) or 'nothing to do'}"
+
+
+# Lifecycle events (EventBridge): source, schema version and one detail-type per change. docs/events.md documents
+# them; a consumer rule matches on source and detail-type. Never secret material: key ids, names, ARNs, reasons.
+EVENT_SOURCE = "iam-key-rotation"
+EVENT_SCHEMA_VERSION = "1"
+DETAIL_TYPES = {
+    "rotated": "IAM Access Key Rotated",
+    "proven": "IAM Access Key Stored Key Proven",
+    "deactivated": "IAM Access Key Deactivated",
+    "deleted": "IAM Access Key Deleted",
+    "held": "IAM Access Key Held In Use",
+    "overdue": "IAM Access Key Overdue",
+    "blocked": "IAM Access Key Rotation Blocked",
+    "attention": "IAM Access Key Rotation Needs Attention",
+    "failed": "IAM Access Key Rotation Failed",
+    "exempt": "IAM Access Key Rotation Exempted",
+}
+
+
+def lifecycle_events(plan: dict, results: list[dict], run_name: str, account: str) -> list[tuple[str, dict]]:
+    """(detail-type, detail) for every change the run made or saw, user by user; none for a dry run."""
+    if plan.get("dryRun"):
+        return []
+    results_by_user = {r["user"]: r for r in results}
+    events = []
+
+    def event(kind: str, item: dict, **fields):
+        detail = {"schemaVersion": EVENT_SCHEMA_VERSION, "account": account, "run": run_name, "time": plan.get("time"),
+                  "user": item["user"], "secretName": item.get("secretName"), "reason": item.get("reason", "")}
+        events.append((DETAIL_TYPES[kind], {**detail, **{k: v for k, v in fields.items() if v is not None}}))
+
+    for item in plan.get("actions", []):
+        result = results_by_user.get(item["user"]) or {}
+        if result.get("status") != "succeeded":
+            event("failed", item, error=result.get("error"))
+            continue
+        if item.get("deleteKeyId"):
+            event("deleted", item, keyId=item["deleteKeyId"])
+        if item.get("deactivateKeyId"):
+            event("proven", item, keyId=item["verifyKeyId"])
+            event("deactivated", item, keyId=item["deactivateKeyId"])
+        if result.get("newKeyId"):
+            stored = result.get("stored") or {}
+            # aws-sdk Tasks rename some members (ARN may reach the state as Arn): take either.
+            event("rotated", item, newKeyId=result["newKeyId"], previousKeyId=item.get("previousKeyId"),
+                  secretArn=stored.get("ARN") or stored.get("Arn"), secretVersionId=stored.get("VersionId"))
+    for kind in _LISTED:
+        for listed in plan.get(kind, []):
+            event(kind, listed)
+    for listed in plan.get("unreadable", []):
+        event("failed", listed)
+    return events
 
 
 def _topic_subject(subject: str) -> str:

@@ -9,11 +9,14 @@ Event: ``{"run": RunPlan | null, "queue": Queue | null, "acts": <the Map's outpu
 
 from __future__ import annotations
 
+import json
 import logging
 
 import reading
 import report
 import run_records
+from concurrent.futures import ThreadPoolExecutor
+
 from contract import Report
 from settings import Settings
 
@@ -22,10 +25,10 @@ logger.setLevel(logging.INFO)
 
 
 def handler(event, context):
-    return report_run(event, Settings.from_env(), reading.client("s3"))
+    return report_run(event, Settings.from_env(), reading.client("s3"), reading.client("events"))
 
 
-def report_run(event: dict, settings: Settings, s3) -> Report:
+def report_run(event: dict, settings: Settings, s3, events=None) -> Report:
     run, queue, acts = event.get("run"), event.get("queue"), event.get("acts")
     plan, results = {}, []
     if run and queue:
@@ -36,7 +39,7 @@ def report_run(event: dict, settings: Settings, s3) -> Report:
             "managedUsers": planned["managed"],
             "unchangedUsers": planned["unchanged"],
             "deferredUsers": planned["deferred"],
-            **{k: planned[k] for k in ("actions", "blocked", "attention", "held", "overdue", "unreadable", "notices")},
+            **{k: planned[k] for k in ("actions", "blocked", "attention", "held", "overdue", "exempt", "unreadable", "notices")},
         }
     if acts:
         done, failed = run_records.map_run_results(s3, acts)
@@ -45,9 +48,45 @@ def report_run(event: dict, settings: Settings, s3) -> Report:
             logger.info("batch %s of users did not finish: %s %s", given.get("batch"), error, cause[:300])
     where = f"s3://{run['bucket']}/{run['folder']}report.json" if run else ""
     built, everyone, owner_emails = report.build(plan, results, event.get("runError"), settings, where, event.get("startTime"))
+    if run and events is not None:
+        lifecycle = report.lifecycle_events(plan, results, run["name"], settings.account_id)
+        unsent = put_events(events, settings.event_bus, lifecycle)
+        if unsent:
+            built["failed"] = True
+            built["failureCause"] = (
+                f"{len(unsent)} of {len(lifecycle)} lifecycle events were not put on the event bus {settings.event_bus} "
+                f"({'; '.join(sorted(set(unsent)))[:500]}); the rotation itself is done. "
+                + (built["failureCause"] or "Summary: " + built["summaryText"])
+            )
     owner_emails_key = ""
     if run:
         run_records.write_json(s3, run["bucket"], run["folder"] + "report.json", {**built["summary"], "users": everyone})
         if owner_emails:
             owner_emails_key = run_records.write_json(s3, run["bucket"], run["folder"] + "owner-emails.json", owner_emails)
     return Report(**built, ownerEmails=len(owner_emails), ownerEmailsKey=owner_emails_key, reportKey=where)
+
+
+PUT_EVENTS_BATCH = 10  # PutEvents takes at most ten entries a call
+PUT_EVENTS_TRIES = 3
+
+
+def put_events(events, bus: str, lifecycle: list[tuple[str, dict]]) -> list[str]:
+    """Put every lifecycle event on ``bus``, ten a call, a few calls at once; entries EventBridge refuses are tried
+    again. Returns the error of each entry that never went through."""
+    entries = [
+        {"Source": report.EVENT_SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail), "EventBusName": bus}
+        for detail_type, detail in lifecycle
+    ]
+
+    def put(batch: list[dict]) -> list[str]:
+        for _ in range(PUT_EVENTS_TRIES):
+            answer = events.put_events(Entries=batch)
+            if not answer.get("FailedEntryCount"):
+                return []
+            failed = [(e, r) for e, r in zip(batch, answer["Entries"]) if r.get("ErrorCode")]
+            batch = [e for e, _ in failed]
+        return [f"{r.get('ErrorCode')}: {r.get('ErrorMessage', '')}" for _, r in failed]
+
+    batches = [entries[i : i + PUT_EVENTS_BATCH] for i in range(0, len(entries), PUT_EVENTS_BATCH)]
+    with ThreadPoolExecutor(4) as pool:
+        return [error for errors in pool.map(put, batches) for error in errors]

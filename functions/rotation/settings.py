@@ -25,6 +25,8 @@ class Settings:
     owner_tag_key: str = ""
     owner_email_domains: tuple[str, ...] = ()
     bucket: str = ""  # the run bucket: every run's records
+    account_id: str = ""
+    event_bus: str = "default"  # where lifecycle events go (EventBusName)
 
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
@@ -52,6 +54,8 @@ class Settings:
             owner_tag_key=env.get("OWNER_TAG_KEY", ""),
             owner_email_domains=tuple(d.lower() for d in _listed(env.get("OWNER_EMAIL_DOMAINS", ""))),
             bucket=env.get("RUN_BUCKET", ""),
+            account_id=env.get("ACCOUNT_ID", ""),
+            event_bus=env.get("EVENT_BUS_NAME", "default"),
         )
 
     def scope(self) -> str:
