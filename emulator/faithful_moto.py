@@ -106,13 +106,14 @@ class Clock:
 
 
 class Recorder:
-    """What happened beneath the workflow: Retry backoff delays asked for (seconds, in order), and every
-    secret access key IAM issued, so tests can scan for it even after the key is deleted."""
+    """What happened beneath the workflow: Retry backoff delays asked for (seconds, in order), every secret
+    access key IAM issued, so tests can scan for it even after the key is deleted, and every event put on a bus."""
 
     def __init__(self):
         self.retry_delays: list[float] = []
         self.sdk_retry_delays: list[float] = []  # boto3's backoff inside the Lambda functions
         self.issued_secrets: set[str] = set()
+        self.events_put: list[str] = []  # the Detail of every event put on a bus, so runs can be scanned
         self.child_executions = None  # the Distributed Map children (distributed_map.ChildExecutions)
 
 
@@ -233,6 +234,14 @@ def faithful_moto(
 
     create_access_key = IAMBackend.create_access_key
 
+    from moto.events.models import EventsBackend
+
+    put_events = EventsBackend.put_events
+
+    def recording_put_events(backend, events):
+        recorder.events_put.extend(str(e.get("Detail", "")) for e in events)
+        return put_events(backend, events)
+
     def recording_create_access_key(backend, *args, **kwargs):
         key = create_access_key(backend, *args, **kwargs)
         recorder.issued_secrets.add(key.secret_access_key)
@@ -295,6 +304,7 @@ def faithful_moto(
         mock.patch.object(IamResponse, "list_users", _list_users_in_pages),
         mock.patch.object(IamResponse, "get_account_authorization_details", _account_details_in_pages),
         mock.patch.object(IAMBackend, "create_access_key", recording_create_access_key),
+        mock.patch.object(EventsBackend, "put_events", recording_put_events),
         *_secrets_found_by_name(),
         mock.patch.object(IAMBackend, "get_access_key_last_used", _last_use_by_key_id),
     ]

@@ -57,6 +57,7 @@ class Run:
     children: list = field(default_factory=list)  # its Distributed Maps' child executions (distributed_map.ChildExecution)
     records: dict[str, str] = field(default_factory=dict)  # what it wrote to the run bucket, by key
     published: list[tuple[str, str]] = field(default_factory=list)  # (subject, message) it put on the report topic
+    events_put: list[str] = field(default_factory=list)  # the detail of each lifecycle event it put on the bus
 
     def histories(self) -> list[list[dict]]:
         """The run's own history and each child execution's."""
@@ -79,9 +80,9 @@ class Run:
         )
 
     def published_texts(self) -> list[str]:
-        """Everything the run put where people or other code can read it: its report, the Lambda payloads and its
-        records in the run bucket."""
-        return self.report_texts() + self.lambda_payloads() + list(self.records.values())
+        """Everything the run put where people or other code can read it: its report, the Lambda payloads, its
+        records in the run bucket and its lifecycle events."""
+        return self.report_texts() + self.lambda_payloads() + list(self.records.values()) + self.events_put
 
     def lambda_payloads(self) -> list[str]:
         """Every payload that went to or came from the Lambda function, as recorded in the history."""
@@ -167,7 +168,7 @@ class Emulator:
         )
         self._consumers_sign()
         sent_before, published_before = len(_sent_messages()), len(_published())
-        delays_before = len(self.recorder.retry_delays)
+        delays_before, events_before = len(self.recorder.retry_delays), len(self.recorder.events_put)
         keys_before, secrets_before = account.account_keys(), account.workflow_secrets(self.secret_prefix)
         started = self.clock.now
         arn = self.sfn.start_execution(stateMachineArn=self.deployment.state_machine_arn, name=name, input=raw)[
@@ -185,6 +186,7 @@ class Emulator:
             events=events,
             emails=[Email(m.source, list(m.destinations.get("ToAddresses", [])), m.subject, m.body) for m in _sent_messages()[sent_before:]],
             published=_published()[published_before:],
+            events_put=self.recorder.events_put[events_before:],
             retry_delays=self.recorder.retry_delays[delays_before:],
             keys_before=keys_before,
             keys_after=account.account_keys(),

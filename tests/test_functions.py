@@ -42,9 +42,11 @@ def test_a_scheduled_run_plans_every_managed_user_in_batches_in_the_run_bucket(a
     assert error is None, run
     assert (run["time"], run["recordedAt"], run["scheduled"], run["dryRun"]) == ("2026-01-05T06:00:00Z", "2026-01-05T06:00:02Z", True, False)
     assert (run["bucket"], run["folder"]) == (aws.deployment.bucket, "runs/scheduled/")
-    assert (run["managedUsers"], run["batches"], run["parallelBatches"], run["parallelUsers"]) == (6, 1, 4, 5)
+    assert (run["managedUsers"], run["batches"], run["parallelBatches"], run["parallelUsers"]) == (8, 1, 4, 5)
     planned = {u["user"]: u for u in users_to_plan(aws, run)}
-    assert set(planned) == {"ci-deployer", "partner-api", "reporting-etl", "data-sync", "legacy-integration", "new-service"}
+    assert set(planned) == {
+        "ci-deployer", "partner-api", "reporting-etl", "data-sync", "legacy-integration", "new-service", "billing-export", "vendor-sftp"
+    }
     assert "alice" not in planned  # out of scope, and no secret of the workflow's: not even listed
     partner = planned["partner-api"]
     assert partner["tags"] == {"KeyOwnerEmail": "partner-team@example.com", "key-rotation:secret": "iam-key-rotation/partner-api"}
@@ -148,7 +150,7 @@ def test_the_planning_functions_never_read_a_secret_value(aws):
         plan, batch_error = aws.invoke("PlanBatchFunction", batch)
 
     assert (error, batch_error) == (None, None), (run, plan)
-    assert {a["user"] for a in plan["actions"]} == {"ci-deployer", "data-sync"}
+    assert {a["user"] for a in plan["actions"]} == {"ci-deployer", "data-sync", "billing-export"}
     assert not any(secret in json.dumps([run, plan]) for secret in aws.issued_secrets)
 
 

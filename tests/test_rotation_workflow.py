@@ -534,6 +534,7 @@ def test_a_new_key_that_can_be_neither_stored_nor_deleted_is_reported_for_deleti
         run,
         cause=run.cause.replace(orphan, "<key>"),
         emails=[dataclasses.replace(e, body=e.body.replace(orphan, "<key>")) for e in run.emails],
+        published=[(subject, message.replace(orphan, "<key>")) for subject, message in run.published],
     )
     assert aws.invariant_violations(silent) == [
         f"run-001: key {orphan} was created, and no secret holds it, nor was it deleted or reported for deletion"
