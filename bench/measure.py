@@ -59,6 +59,7 @@ class Figures:
     states_per_user: dict[str, float]  # class -> states its own Map iteration entered, on average
     calls_per_user: dict[str, float]  # class -> AWS calls that named the user, on average
     calls_per_untouched_user: float  # the planning calls not made for a user acted on, per untouched user
+    own_calls_per_untouched_user: float  # of those, the calls that name the user (ListAccessKeys); the rest are shared
     calls_by_operation: dict[str, int]
     calls_by_phase: dict[str, dict[str, int]]  # "planning" (the PLANNING functions' calls) or "acting" -> operation -> calls
     functions: dict[str, FunctionFigures]
@@ -98,7 +99,7 @@ def figures(aws: Emulator, fleet: str, seconds_seeding: float) -> Figures:
     prefix = aws.secret_prefix
     calls_for: dict[str, Counter] = defaultdict(Counter)
     by_phase: dict[str, Counter] = {"planning": Counter(), "acting": Counter()}
-    planning_not_for_acted = 0
+    planning_not_for_acted = own_for_untouched = 0
     for call in calls:
         planning = call.invocation is not None and _short(call.invocation.function) in PLANNING
         by_phase["planning" if planning else "acting"][call.name] += 1
@@ -107,6 +108,7 @@ def figures(aws: Emulator, fleet: str, seconds_seeding: float) -> Figures:
             calls_for[acted[user]][user] += 1
         elif planning:
             planning_not_for_acted += 1
+            own_for_untouched += user is not None
 
     child_sizes = [(len(c.events), c.name) for c in run.children] or [(0, "none")]
     largest_child_events, largest_child = max(child_sizes)
@@ -126,6 +128,7 @@ def figures(aws: Emulator, fleet: str, seconds_seeding: float) -> Figures:
         states_per_user={c: sum(n) / len(n) for c, n in sorted(iteration_states.items())},
         calls_per_user={c: sum(per.values()) / by_class[c] for c, per in sorted(calls_for.items())},
         calls_per_untouched_user=planning_not_for_acted / max(1, by_class["untouched"]),
+        own_calls_per_untouched_user=own_for_untouched / max(1, by_class["untouched"]),
         calls_by_operation=dict(Counter(c.name for c in calls).most_common()),
         calls_by_phase={phase: dict(ops.most_common()) for phase, ops in by_phase.items()},
         functions=_functions(invocations),

@@ -53,6 +53,7 @@ def test_per_user_figures_meet_their_targets(results):
     untouched = f["users_by_class"]["untouched"]
     assert f["calls_by_phase"]["planning"]["iam:ListAccessKeys"] >= untouched
     assert 1 <= f["calls_per_untouched_user"] < 1.5
+    assert f["own_calls_per_untouched_user"] == 1  # its ListAccessKeys; the rest is its share of the bulk reads
 
 
 def test_limits_are_measured_across_every_history(results):
