@@ -477,16 +477,22 @@ def user_overrides(tags: dict[str, str], policy: Policy, now: datetime) -> Overr
         if tag not in tags:
             return None
         value = tags[tag].strip()
-        if not value.isdigit() or int(value) < 1:
+        if not (value.isascii() and value.isdigit()) or int(value) < 1:
             problems.append(f"tag {tag}={tags[tag]!r} is not a whole number of days")
             return None
         return int(value)
 
     max_age, install = days(MAX_AGE_TAG), days(INSTALL_WINDOW_TAG)
     if max_age is not None and max_age > policy.max_key_age.days:
-        problems.append(f"tag {MAX_AGE_TAG}={max_age} would lengthen the stack's MaxKeyAgeDays ({policy.max_key_age.days}); it may only shorten it")
+        problems.append(
+            f"tag {MAX_AGE_TAG}={max_age} would lengthen the stack's MaxKeyAgeDays ({policy.max_key_age.days}); "
+            "it may only shorten it"
+        )
     if install is not None and install < policy.install_window.days:
-        problems.append(f"tag {INSTALL_WINDOW_TAG}={install} would shorten the stack's InstallWindowDays ({policy.install_window.days}); it may only lengthen it")
+        problems.append(
+            f"tag {INSTALL_WINDOW_TAG}={install} would shorten the stack's InstallWindowDays "
+            f"({policy.install_window.days}); it may only lengthen it"
+        )
     mine = Policy(
         timedelta(days=max_age) if max_age else policy.max_key_age,
         timedelta(days=install) if install else policy.install_window,
@@ -509,7 +515,9 @@ def user_overrides(tags: dict[str, str], policy: Policy, now: datetime) -> Overr
         try:
             until = date.fromisoformat(tags.get(EXEMPT_UNTIL_TAG, "").strip())
         except ValueError:
-            problems.append(f"tag {EXEMPT_UNTIL_TAG}={tags.get(EXEMPT_UNTIL_TAG, '')!r} is not a date (YYYY-MM-DD); an exemption needs one")
+            problems.append(
+                f"tag {EXEMPT_UNTIL_TAG}={tags.get(EXEMPT_UNTIL_TAG, '')!r} is not a date (YYYY-MM-DD); an exemption needs one"
+            )
         if not reason:
             problems.append(f"an exemption needs its reason in tag {EXEMPT_REASON_TAG}")
         today = now.astimezone(timezone.utc).date()

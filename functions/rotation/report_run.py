@@ -1,5 +1,6 @@
 """Report the run: after acting, or after the run failed. Reads the run's records (the plan, and what each user's
-steps ended with) from the run bucket; writes the whole report and the owner emails there; returns what the state
+steps ended with) from the run bucket; writes the whole report and the owner emails there; puts a lifecycle event
+for every change on the bus (docs/events.md); returns what the state
 machine carries, bounded whatever the account's size (contract.Report): the summary, the team's email, the
 failure's cause.
 
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import reading
 import report
 import run_records
-from concurrent.futures import ThreadPoolExecutor
-
 from contract import Report
 from settings import Settings
 
