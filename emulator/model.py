@@ -116,6 +116,10 @@ def _summary(run: Run) -> dict | None:
     return None
 
 
+# Where run A of two_runs_at_once waits: the first state after every user was planned and the actions queued.
+PAUSE_AFTER_THE_PLAN = "Anything to act on?"
+
+
 class RotationModel(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
@@ -183,10 +187,11 @@ class RotationModel(RuleBasedStateMachine):
                 release.wait(30)
 
         runs: list[Run] = []
-        with in_state("Dry run?", before=hold_the_first):
+        with in_state(PAUSE_AFTER_THE_PLAN, before=hold_the_first):
             a = threading.Thread(target=lambda: runs.append(self.aws.scheduled_run()), daemon=True)
             a.start()
-            if paused.wait(10):
+            reached = paused.wait(10)
+            if reached:
                 b = self.aws.start({"users": self._users()[:1] or ["nobody"], "force": True})
                 assert b.output and b.output.get("skipped") is True, f"run B went ahead while A was running: {b.output}"
                 assert (b.keys_after, b.secrets_after) == (b.keys_before, b.secrets_before), "run B changed something"
@@ -194,6 +199,8 @@ class RotationModel(RuleBasedStateMachine):
             release.set()
             a.join(60)
         assert not a.is_alive(), "run A never finished"
+        # A state renamed in the ASL must fail here, not quietly stop testing single flight.
+        assert reached, f"run A never entered {PAUSE_AFTER_THE_PLAN!r}: {[r.status for r in runs]}"
         for run in runs:
             self._check(run)
 
