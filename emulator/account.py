@@ -19,22 +19,14 @@ Inactive keys.
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import decisions
 
 from .stack import ACCOUNT_ID, REGION
-
-
-@functools.cache
-def _client(service: str):
-    """One client per service for the emulator's own reads: building one costs ~8 ms, and moto intercepts
-    every client's calls while its mock is active, whenever the client was made."""
-    return boto3.client(service, region_name=REGION)
+from .stack import client as _client
 
 
 def _iam_backend():
@@ -123,10 +115,10 @@ class SecretVersion:
 
 
 def keys_of(user: str) -> list[KeyState]:
-    iam = _client("iam")
+    """The user's keys, as ListAccessKeys lists them (from moto's store, as account_keys)."""
     return [
-        KeyState(k["AccessKeyId"], k["Status"], k["CreateDate"])
-        for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        KeyState(k.access_key_id, k.status, k.create_date.replace(tzinfo=timezone.utc))
+        for k in _iam_backend().get_user(user).access_keys
     ]
 
 
@@ -174,10 +166,11 @@ def account_keys() -> dict[str, dict[str, str]]:
 
 
 def run_records(bucket: str, prefix: str) -> dict[str, str]:
-    """Every object under ``prefix`` in the run bucket, as text, by key."""
-    s3 = _client("s3")
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
-    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode() for key in keys}
+    """Every object under ``prefix`` in the run bucket, as text, by key (from moto's store, as above)."""
+    from moto.s3.models import s3_backends
+
+    objects = s3_backends[ACCOUNT_ID]["aws"].buckets[bucket].keys
+    return {key: objects[key].value.decode() for key in sorted(objects.keys()) if key.startswith(prefix)}
 
 
 def users_in_scope(path: str, tag_key: str, tag_value: str) -> dict[str, dict[str, str]]:

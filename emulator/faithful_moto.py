@@ -61,6 +61,7 @@ import boto3
 from botocore.config import Config
 
 from .distributed_map import distributed_map
+from .speed import cheaper_calls
 from .strict_aws import strict_aws
 
 # AWS's service part of aws-sdk error names (ServiceName.ErrorNameException).
@@ -314,6 +315,7 @@ def faithful_moto(
         for patch in patches:
             stack.enter_context(patch)
         stack.enter_context(environment_of_each_invocation())
+        stack.enter_context(cheaper_calls())
         if strict:
             stack.enter_context(strict_aws(clock))
             recorder.child_executions = stack.enter_context(distributed_map(clock))
