@@ -11,8 +11,7 @@ from collections import Counter
 
 import pytest
 
-from emulator import __main__ as cli
-from emulator import diagram
+from emulator import cli, diagram
 
 README = diagram.ROOT / "README.md"
 FIX = "run `make diagram` (python -m emulator diagram --write README.md) and commit README.md with the ASL"

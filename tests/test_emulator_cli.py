@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from emulator import __main__ as cli
-from emulator import stack
+from emulator import cli, fixture, printing, stack
+from emulator.runner import Emulator
 
 EVENTS = stack.ROOT / "events"
 
@@ -122,7 +122,7 @@ def test_a_run_that_fails_exits_1_and_says_why(event, tmp_path, capsys, monkeypa
 
 
 def test_a_broken_invariant_exits_3_whatever_the_runs_did(capsys, monkeypatch):
-    monkeypatch.setattr(cli.Emulator, "invariant_violations", lambda self, *runs: ["ci-deployer: simulated violation"])
+    monkeypatch.setattr(Emulator, "invariant_violations", lambda self, *runs: ["ci-deployer: simulated violation"])
 
     exit_code = cli.main(["run", "--event", str(EVENTS / "dry-run.json")])
 
@@ -176,9 +176,9 @@ def test_a_fixture_that_does_not_follow_the_format_exits_2_with_every_problem(tm
 
 
 def test_the_fixture_checks_accept_the_demo_and_name_each_problem():
-    assert cli.fixture_problems(json.loads((stack.ROOT / "fixtures" / "demo-account.json").read_text())) == []
-    assert cli.fixture_problems([]) == ["it must be a JSON object"]
-    problems = cli.fixture_problems(
+    assert fixture.fixture_problems(json.loads((stack.ROOT / "fixtures" / "demo-account.json").read_text())) == []
+    assert fixture.fixture_problems([]) == ["it must be a JSON object"]
+    problems = fixture.fixture_problems(
         {"users": [{"name": "a", "tags": {"KeyRotation": True},
                     "keys": [{"ageDays": -1, "created": "2026-01-01", "inSecret": "yes", "status": "active"}]}]}
     )
@@ -189,7 +189,7 @@ def test_help_explains_the_fixture_format_the_exit_status_and_json(capsys):
     for argv in (["--help"], ["run", "--help"]):
         assert cli.main(argv) == 0
         shown = capsys.readouterr().out
-        for field in sorted(cli._FIXTURE_FIELDS | cli._USER_FIELDS | cli._KEY_FIELDS):
+        for field in sorted(fixture.FIXTURE_FIELDS | fixture.USER_FIELDS | fixture.KEY_FIELDS):
             assert f'"{field}"' in shown, field
         for code in range(5):
             assert re.search(rf"^  {code}  \S", shown, re.M), code
@@ -199,7 +199,7 @@ def test_help_explains_the_fixture_format_the_exit_status_and_json(capsys):
 
 
 def test_table_pads_columns_and_leaves_out_empty_ones():
-    lines = cli.table(["NAME", "AGE", "NOTE"], [["a", "5d", ""], ["bbbb", "120d", ""]], right=frozenset({1}))
+    lines = printing.table(["NAME", "AGE", "NOTE"], [["a", "5d", ""], ["bbbb", "120d", ""]], right=frozenset({1}))
 
     assert lines == ["  NAME   AGE", "  a       5d", "  bbbb  120d"]
 
@@ -207,7 +207,7 @@ def test_table_pads_columns_and_leaves_out_empty_ones():
 def test_the_progress_line_shows_only_on_a_terminal():
     quiet, terminal = io.StringIO(), _Terminal()
     for stream in (quiet, terminal):
-        progress = cli.Progress(stream)
+        progress = printing.Progress(stream)
         progress.show("run 3/4 (day 14) ...")
         progress.clear()
 

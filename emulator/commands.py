@@ -1,0 +1,138 @@
+"""The demo and run commands: deploy and seed the account, start the executions, report them, then check the
+invariants and scan everything published for a secret, which decides the exit status.
+
+The report goes to stdout for people; with --json, stdout holds one JSON document and the rest goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import decisions
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import stack
+from .fixture import InputError
+from .printing import Progress, print_account, print_header, print_run, print_timeline, shown
+from .runner import Emulator, Run
+from .snapshot import account_state, run_record
+
+DEMO_FIXTURE = stack.ROOT / "fixtures" / "demo-account.json"
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BROKEN_PROMISE = 0, 1, 3
+
+
+def walk(fixture: dict, days: list[int], overrides: dict, source: Path, as_json: bool = False) -> int:
+    """The demo: the daily schedule on each of ``days`` (days after the fixture's start)."""
+    with Progress() as progress, _emulator(fixture, overrides, progress) as aws, _stdout_kept_for_json(as_json):
+        before = {"time": decisions.format_time(aws.clock.now), "users": account_state(aws, aws.users)}
+        progress.clear()
+        if not as_json:
+            print_header(aws, source)
+            print(f"\nThe account on day 0 ({aws.clock.now:%Y-%m-%d}), before any run:")
+            print_account(before["users"])
+        runs, records, day = [], [], 0
+        for number, target in enumerate(days, 1):
+            progress.show(f"run {number}/{len(days)} (day {target}) ...")
+            aws.advance(target - day)
+            day = target
+            execution_input = aws.scheduled_input()
+            run = aws.start(execution_input)
+            runs.append(run)
+            records.append(run_record(aws, run, execution_input, day))
+            progress.clear()
+            if not as_json:
+                print_run(aws, run, f"Day {day}: scheduled run")
+        if not as_json and runs:
+            print_timeline(runs[0])
+        document = _finish(aws, runs, records, before, as_json)
+    document.update(command="demo", fixture=shown(source), event=None)
+    return _emit(document, as_json)
+
+
+def run_one(
+    fixture: dict, execution_input, overrides: dict, source: Path, account_source: Path = DEMO_FIXTURE, as_json: bool = False
+) -> int:
+    """One execution with ``execution_input`` (any JSON: the state machine judges it)."""
+    with Progress() as progress, _emulator(fixture, overrides, progress) as aws, _stdout_kept_for_json(as_json):
+        if isinstance(execution_input, dict) and "time" in execution_input:
+            with contextlib.suppress(ValueError):  # a bad time is the run's to reject, with its message
+                aws.move_to(decisions.parse_time(execution_input["time"]))
+        before = {"time": decisions.format_time(aws.clock.now), "users": account_state(aws, aws.users)}
+        progress.clear()
+        if not as_json:
+            print_header(aws, account_source)
+            print(f"\nThe account before the run ({decisions.format_time(aws.clock.now)}):")
+            print_account(before["users"])
+        progress.show("run 1/1 ...")
+        run = aws.start(json.dumps(execution_input))
+        record = run_record(aws, run, execution_input, None)
+        progress.clear()
+        if not as_json:
+            print_run(aws, run, f"Execution of {shown(source)}")
+            print_timeline(run)
+        document = _finish(aws, [run], [record], before, as_json)
+    document.update(command="run", fixture=shown(account_source), event=shown(source))
+    return _emit(document, as_json)
+
+
+@contextlib.contextmanager
+def _emulator(fixture: dict, overrides: dict, progress: Progress):
+    progress.show("deploying template.yaml and seeding the account ...")
+    aws = Emulator(fixture, overrides)
+    try:
+        aws.__enter__()
+    except (ClientError, BotoCoreError) as error:  # what IAM, SES or Secrets Manager refused while seeding
+        raise InputError(f"the account fixture could not be seeded: {error}") from None
+    try:
+        yield aws
+    finally:
+        aws.__exit__(None, None, None)
+
+
+def _stdout_kept_for_json(as_json: bool):
+    """With --json, stdout holds the one document: anything else printed meanwhile goes to stderr."""
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+
+
+def _finish(aws: Emulator, runs: list[Run], records: list[dict], before: dict, as_json: bool) -> dict:
+    checked = sum(len(r.published_texts()) for r in runs)
+    leaks = aws.leaked_texts(*runs)
+    problems = aws.invariant_violations(*runs)
+    failed = [r.name for r in runs if r.status != "SUCCEEDED"]
+    code = EXIT_BROKEN_PROMISE if problems or leaks else EXIT_RUN_FAILED if failed else EXIT_OK
+    if not as_json:
+        print("\nChecks after every run:")
+        print("  invariants (AWSCURRENT is an Active key of its user; every key created is stored; no Active key deleted): "
+              + ("hold" if not problems else "VIOLATED: " + "; ".join(problems)))
+        print(f"  secret access keys in {checked} outputs, causes, emails and Lambda payloads: "
+              + ("none" if not leaks else f"FOUND in {len(leaks)}"))
+        if failed:
+            print(f"  runs that did not succeed: {', '.join(failed)}")
+        print(f"Exit status {code}: " + {
+            EXIT_OK: "every run succeeded and every check passed.",
+            EXIT_RUN_FAILED: "a run did not succeed; the invariants hold and no secret leaked.",
+            EXIT_BROKEN_PROMISE: "a promise of the workflow was broken (above).",
+        }[code])
+    return {
+        "parameters": dict(aws.deployment.parameters),
+        "accountBefore": before,
+        "runs": records,
+        "accountAfter": {"time": decisions.format_time(aws.clock.now), "users": account_state(aws, aws.users)},
+        "failedRuns": failed,
+        "invariantViolations": problems,
+        "leakedTexts": len(leaks),
+        "checkedTexts": checked,
+        "exitCode": code,
+    }
+
+
+def _emit(document: dict, as_json: bool) -> int:
+    if as_json:
+        order = ("command", "fixture", "event", "parameters", "accountBefore", "runs", "accountAfter")
+        ordered = {k: document[k] for k in order} | {k: v for k, v in document.items() if k not in order}
+        print(json.dumps(ordered, indent=2, default=str))
+    return document["exitCode"]
