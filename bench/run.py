@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from emulator.cli import parameter_override
 from emulator.runner import Emulator
 
 import decisions  # noqa: E402  (on sys.path through the emulator package, as in the Lambda runtime)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--fleets", type=_sizes, default=DEFAULT_FLEETS, help="managed users of each steady account (default 1000,10000,100000)")
     parser.add_argument("--first-install", type=int, default=DEFAULT_FIRST_INSTALL, help="users of the first-install account, all due (default 10000; 0: none)")
-    parser.add_argument("--param", action="append", default=[], type=_param, metavar="NAME=VALUE", help="a template parameter")
+    parser.add_argument("--param", action="append", default=[], type=parameter_override, metavar="NAME=VALUE", help="a template parameter")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--iam-rate", type=float, default=projection.Assumptions.iam_rate, help="IAM requests a second the account sustains (default 20)")
     parser.add_argument("--latency-ms", type=float, default=projection.Assumptions.latency * 1000, help="per AWS call (default 50)")
@@ -189,12 +190,6 @@ def _sizes(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r}: every size must be at least 1")
     return sizes
 
-
-def _param(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r}: write a parameter as NAME=VALUE, e.g. ParallelBatches=10")
-    return name, value
 
 
 if __name__ == "__main__":

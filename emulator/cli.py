@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (demo, one):
         sub.add_argument("--account", type=Path, default=DEMO_FIXTURE, metavar="FILE",
                          help="account fixture (JSON, format below; default: fixtures/demo-account.json)")
-        sub.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+        sub.add_argument("--param", type=parameter_override, action="append", default=[], metavar="NAME=VALUE",
                          help="template parameter override, e.g. MaxKeyAgeDays=30; repeatable")
         sub.add_argument("--json", action="store_true", help="print one JSON document instead of the report")
     demo.set_defaults(handler=_demo)
@@ -147,7 +147,8 @@ def _days(text: str) -> list[int]:
     return days
 
 
-def _param(text: str) -> tuple[str, str]:
+def parameter_override(text: str) -> tuple[str, str]:
+    """A template parameter given as NAME=VALUE on a command line: --param here and in make bench (bench/run.py)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. MaxKeyAgeDays=30")
