@@ -469,7 +469,7 @@ def test_sam_publish_sends_a_valid_create_application(sam_cli, sar):
     for field in ("Name", "Description", "Author", "SpdxLicenseId", "Labels", "HomePageUrl", "SemanticVersion",
                   "SourceCodeUrl"):
         assert request[field] == sar[field], field
-    for field, local in (("LicenseUrl", ROOT / "LICENSE"), ("ReadmeUrl", ROOT / "README.md")):
+    for field, local in (("LicenseUrl", ROOT / "LICENSE"), ("ReadmeUrl", ROOT / sar["ReadmeUrl"])):
         bucket, key = s3_location(request[field])
         assert sam_cli.s3.get_object(Bucket=bucket, Key=key)["Body"].read() == local.read_bytes()
     published = yaml_parse(request["TemplateBody"])
