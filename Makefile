@@ -61,7 +61,7 @@ $(CHECKOV_READY): requirements-checkov.lock
 
 .PHONY: diagram
 diagram: $(READY) ## redraw the state machine's Mermaid diagram in README.md from statemachine/rotation.asl.json
-	$(BIN)/python -m emulator diagram --write README.md
+	$(BIN)/python -m emulator diagram --write docs/how-it-decides.md
 
 .PHONY: bench
 bench: $(READY) ## one scheduled run at 1,000, 10,000 and 100,000 users and a first install, about half an hour (BENCH_ARGS="--fleets 1000 --first-install 0")

@@ -1,4 +1,4 @@
-"""The Mermaid diagram of the state machine: drawn from the ASL, complete, and the same in README.md.
+"""The Mermaid diagram of the state machine: drawn from the ASL, complete, and the same in docs/how-it-decides.md.
 
 The generated Mermaid is parsed back here with this file's own reading of the syntax, and compared with what
 the ASL says, computed independently: every state is a node (a Map a subgraph holding its states), every
@@ -13,23 +13,31 @@ import pytest
 
 from emulator import cli, diagram
 
-README = diagram.ROOT / "README.md"
-FIX = "run `make diagram` (python -m emulator diagram --write README.md) and commit README.md with the ASL"
+PAGE = "docs/how-it-decides.md"  # the page that holds the diagram; `make diagram` writes it
+FIX = f"run `make diagram` (python -m emulator diagram --write {PAGE}) and commit {PAGE} with the ASL"
 
 
 def stale_readme_message(readme: str, asl: dict) -> str | None:
     block = diagram.extract_block(readme)
     if block is None:
-        return f"README.md has no {diagram.BEGIN} ... {diagram.END} block: put the two markers back, then {FIX}"
+        return f"{PAGE} has no {diagram.BEGIN} ... {diagram.END} block: put the two markers back, then {FIX}"
     if block != "\n" + diagram.readme_block(asl):
-        return f"README.md's state machine diagram differs from statemachine/rotation.asl.json: {FIX}"
+        return f"{PAGE}'s state machine diagram differs from statemachine/rotation.asl.json: {FIX}"
     return None
 
 
-def test_the_readme_shows_the_diagram_of_the_current_asl():
-    problem = stale_readme_message(README.read_text(), diagram.load())
+def test_the_page_shows_the_diagram_of_the_current_asl():
+    problem = stale_readme_message((diagram.ROOT / PAGE).read_text(), diagram.load())
 
     assert problem is None, problem
+
+
+def test_make_diagram_writes_the_page_that_holds_the_diagram():
+    makefile = (diagram.ROOT / "Makefile").read_text()
+
+    assert f"python -m emulator diagram --write {PAGE}\n" in makefile
+    assert [p.name for p in (diagram.ROOT / "docs").glob("*.md") if diagram.BEGIN in p.read_text()] == [PAGE.split("/")[1]]
+    assert diagram.BEGIN not in (diagram.ROOT / "README.md").read_text()
 
 
 def test_a_changed_asl_makes_the_readme_check_say_how_to_fix_it():

@@ -1,5 +1,5 @@
 """The events/ fixtures are the real shapes: what the schedule sends, what each function receives. The same
-files serve `sam local invoke -e` and `sam remote invoke --event-file` (commands in the README)."""
+files serve `sam local invoke -e` and `sam remote invoke --event-file` (commands in docs/operating.md)."""
 
 import json
 import re
@@ -10,7 +10,7 @@ from emulator import account, stack
 from emulator.runner import Emulator
 
 EVENTS = stack.ROOT / "events"
-README = (stack.ROOT / "README.md").read_text()
+OPERATING = (stack.ROOT / "docs" / "operating.md").read_text()  # starting a run, invoking a function
 
 
 def load(name):
@@ -25,15 +25,15 @@ def test_the_scheduled_event_becomes_the_scheduled_run_input_through_the_rules_t
     assert execution_input == load("scheduled-run.json")
 
 
-def test_every_fixture_is_documented_in_the_readme():
-    undocumented = [p.name for p in EVENTS.glob("*.json") if f"events/{p.name}" not in README]
-    assert undocumented == [], "add a command using each to the README"
+def test_every_fixture_is_documented_in_the_operating_page():
+    undocumented = [p.name for p in EVENTS.glob("*.json") if f"events/{p.name}" not in OPERATING]
+    assert undocumented == [], "add a command using each to docs/operating.md"
 
 
-def test_the_readme_invokes_each_function_locally_and_remotely():
+def test_the_operating_page_invokes_each_function_locally_and_remotely():
     for function in ("PlanRunFunction", "PlanBatchFunction", "KeyCheckFunction"):
-        assert re.search(rf"sam local invoke {function} -e events/\S+\.json", README), function
-        assert re.search(rf"sam remote invoke {function} --stack-name \S+ --event-file events/\S+\.json", README), function
+        assert re.search(rf"sam local invoke {function} -e events/\S+\.json", OPERATING), function
+        assert re.search(rf"sam remote invoke {function} --stack-name \S+ --event-file events/\S+\.json", OPERATING), function
 
 
 def test_the_key_check_fixture_proves_a_stored_key_and_returns_no_secret():
