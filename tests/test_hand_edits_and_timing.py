@@ -18,12 +18,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import boto3
 import decisions
 import pytest
 from test_rotation_workflow import MANAGED, START, account_with, emulate, key, keys, outcomes, staged, summary  # noqa: F401
 
-from emulator import account
+from emulator import account, stack
 from emulator.faults import failing
 
 OWNER = "owner@example.com"
@@ -32,11 +31,11 @@ SECRET = "iam-key-rotation/app"
 
 
 def iam():
-    return boto3.client("iam")
+    return stack.client("iam")
 
 
 def secrets():
-    return boto3.client("secretsmanager")
+    return stack.client("secretsmanager")
 
 
 def detail(run, user="app"):

@@ -9,7 +9,7 @@ import boto3
 import decisions
 import pytest
 
-from emulator import account
+from emulator import account, stack
 from emulator.faults import failing, in_state
 from emulator.runner import Emulator
 
@@ -92,7 +92,7 @@ def after_planning(effect):
 
 
 def iam():
-    return boto3.client("iam")
+    return stack.client("iam")
 
 
 # --- the lifecycle -------------------------------------------------------------------------------------------

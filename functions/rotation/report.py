@@ -149,15 +149,22 @@ def owner_emails(plan: dict, newsworthy: list[dict], summary: dict, settings) ->
         if entry.get("owner"):
             owners[entry["user"]] = entry["owner"]
     by_owner: dict[str, list[str]] = {}
+    length: dict[str, int] = {}  # of each owner's text so far: once past the maximum, the rest would be cut
+
+    def add(owner: str, paragraph) -> None:
+        if length.get(owner, 0) <= MAX_OWNER_EMAIL_CHARS:  # else skip the wrapping (seconds at 40,000 users)
+            lines = paragraph() + [""]
+            by_owner.setdefault(owner, []).extend(lines)
+            length[owner] = length.get(owner, -1) + sum(len(line) + 1 for line in lines)  # "\n".join's length
+
     for u in newsworthy:
         if u["user"] in owners:
-            by_owner.setdefault(owners[u["user"]], []).extend(user_paragraph(u) + [""])
+            add(owners[u["user"]], lambda: user_paragraph(u))
     for n in plan.get("notices", []):
         if n.get("owner"):
-            lines = [f"{n['user']}: NOTICE"] + [
+            add(n["owner"], lambda: [f"{n['user']}: NOTICE"] + [
                 line for notice in n["notices"] for line in textwrap.wrap(notice, 76, initial_indent="    ", subsequent_indent="    ")
-            ]
-            by_owner.setdefault(n["owner"], []).extend(lines + [""])
+            ])
     prefix = "[dry run] " if summary["dryRun"] else ""
     emails = []
     for owner, lines in sorted(by_owner.items()):
