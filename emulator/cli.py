@@ -60,6 +60,8 @@ exit status (demo and run):
      Lambda payload, whatever the runs' status
   4  the emulator itself crashed (the traceback is on stderr)
 diagram exits 0, or 2 when the ASL cannot be read or the file has no markers.
+Any status but 0 ends the output with one line that says what went wrong and what to do: after the report
+on stdout, or on stderr (with --json, and for a usage or input error).
 """
 
 JSON_FORMAT = """\
@@ -86,19 +88,23 @@ def main(argv: list[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
         return args.handler(args)
-    except (InputError, stack.TemplateError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except InputError as error:
+        print("\n".join([*error.details, f"error: {error}"]), file=sys.stderr)
+        return EXIT_USAGE
+    except stack.TemplateError as error:
+        print(f"error: {error}: fix --param or the fixture's \"parameters\"", file=sys.stderr)
         return EXIT_USAGE
     except Exception:
         traceback.print_exc()
-        print("error: the emulator crashed (the traceback above); this is a bug in the emulator", file=sys.stderr)
+        print("error: the emulator crashed (the traceback above): a bug in the emulator; report it with the traceback",
+              file=sys.stderr)
         return EXIT_CRASH
 
 
 def _parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     full = "\n".join((COMMANDS, EXIT_STATUS, FIXTURE_FORMAT, JSON_FORMAT))
-    parser = argparse.ArgumentParser(prog="python -m emulator", description=DESCRIPTION, epilog=full, formatter_class=raw)
+    parser = _Parser(prog="python -m emulator", description=DESCRIPTION, epilog=full, formatter_class=raw)
     commands = parser.add_subparsers(dest="command", metavar="{demo,run,diagram}", required=True)
     runs_epilog = "\n".join((EXIT_STATUS, FIXTURE_FORMAT, JSON_FORMAT))
 
@@ -137,6 +143,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' too), whose usage error ends on a line that says where help is."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _days(text: str) -> list[int]:
     try:
         days = [int(d) for d in text.split(",")]
@@ -170,13 +184,13 @@ def _diagram(args) -> int:
     try:
         asl = diagram.load(args.asl)
     except (OSError, ValueError) as error:
-        raise InputError(f"ASL {args.asl}: {error}") from None
+        raise InputError(f"ASL {args.asl}: {error}: give the path of a state machine definition (JSON)") from None
     if args.write is None:
         print(diagram.mermaid(asl), end="")
         return EXIT_OK
     try:
         changed = diagram.write(args.write, args.asl)
     except (OSError, ValueError) as error:
-        raise InputError(f"{args.write}: {error}") from None
+        raise InputError(f"{args.write}: {error}: give a file that has the markers, e.g. README.md") from None
     print(f"{args.write}: the state machine diagram {'is redrawn' if changed else 'was up to date'}")
     return EXIT_OK

@@ -86,7 +86,7 @@ def _emulator(fixture: dict, overrides: dict, progress: Progress):
     try:
         aws.__enter__()
     except (ClientError, BotoCoreError) as error:  # what IAM, SES or Secrets Manager refused while seeding
-        raise InputError(f"the account fixture could not be seeded: {error}") from None
+        raise InputError(f"the account fixture could not be seeded: {error}: fix the fixture") from None
     try:
         yield aws
     finally:
@@ -131,8 +131,43 @@ def _finish(aws: Emulator, runs: list[Run], records: list[dict], before: dict, a
 
 
 def _emit(document: dict, as_json: bool) -> int:
+    """Print the JSON document (with --json), then, when the command did not succeed, the line that says why."""
     if as_json:
         order = ("command", "fixture", "event", "parameters", "accountBefore", "runs", "accountAfter")
         ordered = {k: document[k] for k in order} | {k: v for k, v in document.items() if k not in order}
         print(json.dumps(ordered, indent=2, default=str))
+    if document["exitCode"] != EXIT_OK:
+        print(what_went_wrong(document), file=sys.stderr if as_json else sys.stdout)
     return document["exitCode"]
+
+
+# What to do about a run that ended with each error of the state machine's Fail states (rotation.asl.json).
+_ADVICE = {
+    "InvalidInput": "fix the execution input (nothing was changed)",
+    "RotationFailed": "fix what the cause says for each user, then run again",
+    "NotificationFailed": "the rotation itself is done: fix what kept the report from its readers, then run again",
+}
+_CAUSE_CHARS = 300  # a run's cause can hold 8,000 characters: the line shows its start
+
+
+def what_went_wrong(document: dict) -> str:
+    """One line, the command's last: what went wrong and what to do, so that nobody has to find it many lines up.
+
+    A broken promise comes first, whatever the runs did; of several failed runs, the first (a later one may
+    only follow from it). A leaked secret is counted, never shown: the line is printed like everything else."""
+    problems, leaks, broken = document["invariantViolations"], document["leakedTexts"], []
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        broken.append(f"invariant violated: {problems[0]}{more}")
+    if leaks:
+        broken.append(f"a secret access key appeared in {leaks} published text(s)")
+    if broken:
+        return "; ".join(broken) + ": a bug in the workflow (statemachine/, functions/): fix it before deploying"
+    failed = [r for r in document["runs"] if r["status"] != "SUCCEEDED"]
+    run = failed[0]
+    cause = " ".join((run["cause"] or "").split(" Summary: ")[0].split())
+    if len(cause) > _CAUSE_CHARS:
+        cause = cause[: _CAUSE_CHARS - 3] + "..."
+    which = f"{len(failed)} runs did not succeed, the first: " if len(failed) > 1 else ""
+    advice = _ADVICE.get(run["error"], "fix what the cause says, then run again")
+    return f"{which}{run['name']} {run['status']}: {run['error']}: " + (f"{cause}: " if cause else "") + advice

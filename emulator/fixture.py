@@ -53,15 +53,24 @@ KEY_FIELDS = {"ageDays", "created", "status", "inSecret", "inactiveDaysAgo", "la
 
 
 class InputError(Exception):
-    """A bad fixture, event file or argument: reported in one line, exit status 2."""
+    """A bad fixture, event file or argument: nothing ran, exit status 2.
+
+    The message is printed last, in one line that says what to do; ``details`` (a problem a line) come before it."""
+
+    def __init__(self, message: str, details: list[str] = ()):
+        super().__init__(message)
+        self.details = list(details)
 
 
 def read_fixture(path: Path) -> dict:
     fixture = read_json(path, "account fixture")
     problems = fixture_problems(fixture)
     if problems:
-        listed = "".join(f"\n  - {problem}" for problem in problems)
-        raise InputError(f"account fixture {path} does not follow the format (python -m emulator --help):{listed}")
+        raise InputError(
+            f"account fixture {path} does not follow the format: fix the {len(problems)} problem(s) above "
+            "(python -m emulator --help shows the format)",
+            [f"account fixture {path}:", *(f"  - {problem}" for problem in problems)],
+        )
     return fixture
 
 
@@ -69,11 +78,11 @@ def read_json(path: Path, what: str):
     try:
         text = Path(path).read_text()
     except OSError as error:
-        raise InputError(f"{what} {path}: {error.strerror or error}") from None
+        raise InputError(f"{what} {path}: {error.strerror or error}: give the path of a JSON file") from None
     try:
         return json.loads(text)
     except ValueError as error:
-        raise InputError(f"{what} {path} is not valid JSON: {error}") from None
+        raise InputError(f"{what} {path} is not valid JSON: {error}: fix the file there") from None
 
 
 def fixture_problems(fixture) -> list[str]:

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from emulator import cli, fixture, printing, stack
+from emulator import cli, commands, fixture, printing, stack
 from emulator.runner import Emulator
 
 EVENTS = stack.ROOT / "events"
@@ -131,6 +131,83 @@ def test_a_broken_invariant_exits_3_whatever_the_runs_did(capsys, monkeypatch):
     assert "VIOLATED: ci-deployer: simulated violation" in shown and "Exit status 3" in shown
 
 
+# Whatever made the command fail, its last line says what happened and what to do: on stdout after the report,
+# on stderr with --json (stdout is the document) and for an input error (nothing ran).
+
+
+def last_line(text: str) -> str:
+    assert text.endswith("\n"), repr(text[-200:])
+    return text.splitlines()[-1]
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["report", "--json"])
+def test_a_rejected_input_ends_with_the_runs_reason_and_what_to_fix(as_json, capsys):
+    exit_code = cli.main(["run", "--event", str(EVENTS / "plan-run-invalid-input.json")] + ["--json"] * as_json)
+
+    captured = capsys.readouterr()
+    assert exit_code == 1
+    if as_json:
+        assert json.loads(captured.out)["exitCode"] == 1  # the document is intact, the line is not in it
+    line = last_line(captured.err if as_json else captured.out)
+    assert line.startswith("run-001 FAILED: InvalidInput: unknown field(s) execution, executionName, input")
+    assert line.endswith(": fix the execution input (nothing was changed)")
+
+
+def test_a_failed_run_line_shows_the_start_of_its_cause_without_the_summary():
+    document = {"invariantViolations": [], "leakedTexts": 0, "runs": [
+        {"name": "run-001", "status": "SUCCEEDED", "error": None, "cause": None},
+        {"name": "run-002", "status": "FAILED", "error": "RotationFailed",
+         "cause": "1 user(s) failed: svc (AccessDenied\non iam:CreateAccessKey) Summary: {\"users\": []}"},
+        {"name": "run-003", "status": "FAILED", "error": "States.Timeout", "cause": "x" * 1000},
+    ]}
+
+    assert commands.what_went_wrong(document) == (
+        "2 runs did not succeed, the first: run-002 FAILED: RotationFailed: 1 user(s) failed: svc (AccessDenied on "
+        "iam:CreateAccessKey): fix what the cause says for each user, then run again"
+    )
+    document["runs"] = document["runs"][2:]
+    line = commands.what_went_wrong(document)
+    assert line == "run-003 FAILED: States.Timeout: " + "x" * 297 + "...: fix what the cause says, then run again"
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["report", "--json"])
+def test_a_broken_invariant_or_a_leak_ends_with_what_broke(as_json, capsys, monkeypatch):
+    violations = ["run-001: Active key AKIA0 was deleted", "run-001: key AKIA1 was deactivated before a key check"]
+    monkeypatch.setattr(Emulator, "invariant_violations", lambda self, *runs: violations)
+    monkeypatch.setattr(Emulator, "leaked_texts", lambda self, *runs: ["a text that held a secret"])
+
+    exit_code = cli.main(["run", "--event", str(EVENTS / "plan-run-invalid-input.json")] + ["--json"] * as_json)
+
+    captured = capsys.readouterr()
+    assert exit_code == 3  # whatever the run did: this one failed, and the line is not about it
+    assert last_line(captured.err if as_json else captured.out) == (
+        "invariant violated: run-001: Active key AKIA0 was deleted (and 1 more); a secret access key appeared in 1 "
+        "published text(s): a bug in the workflow (statemachine/, functions/): fix it before deploying"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["demo", "--no-such-option"],
+         "python -m emulator: error: unrecognized arguments: --no-such-option (see python -m emulator --help)"),
+        (["run"], "python -m emulator run: error: the following arguments are required: --event "
+         "(see python -m emulator run --help)"),
+        (["run", "--event", "no-such-file.json"],
+         "error: event no-such-file.json: No such file or directory: give the path of a JSON file"),
+        (["--param", "UserPath=no-slash", "--json"], "error: parameter UserPath='no-slash': an IAM path that starts and "
+         "ends with a slash, such as / or /service-accounts/: fix --param or the fixture's \"parameters\""),
+        (["diagram", "--asl", "README.md"], "error: ASL README.md: Expecting value: line 1 column 1 (char 0): give the "
+         "path of a state machine definition (JSON)"),
+    ],
+)
+def test_a_usage_or_input_error_ends_with_what_to_fix(argv, line, capsys):
+    assert cli.main(argv) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == "" and last_line(captured.err) == line
+
+
 def test_a_bad_parameter_is_refused_with_a_clear_message(capsys):
     exit_code = cli.main(["demo", "--param", "UserPath=no-slash"])
 
@@ -158,7 +235,7 @@ def test_usage_and_input_errors_exit_2_before_anything_runs(argv, said, capsys):
 
 
 def test_a_fixture_that_does_not_follow_the_format_exits_2_with_every_problem(tmp_path, capsys):
-    fixture = {
+    broken = {
         "start": "yesterday",
         "users": [
             {"name": "ci-deployer", "keys": [{"ageDay": 95}]},
@@ -166,13 +243,17 @@ def test_a_fixture_that_does_not_follow_the_format_exits_2_with_every_problem(tm
             {"name": "ci-deployer"},
         ],
     }
-    (tmp_path / "account.json").write_text(json.dumps(fixture))
+    (tmp_path / "account.json").write_text(json.dumps(broken))
 
     assert cli.main(["--account", str(tmp_path / "account.json")]) == 2
 
     err = capsys.readouterr().err
     for problem in ("start 'yesterday'", "unknown field(s) ageDay", "path 'services'", "at most 2 keys", "a second user"):
         assert problem in err
+    assert last_line(err) == (
+        f"error: account fixture {tmp_path / 'account.json'} does not follow the format: fix the 5 problem(s) above "
+        "(python -m emulator --help shows the format)"
+    )
 
 
 def test_the_fixture_checks_accept_the_demo_and_name_each_problem():
