@@ -519,6 +519,17 @@ def test_the_layout_names_only_paths_that_exist():
     assert len(paths) > 10 and [p for p in paths if not (ROOT / p).exists()] == []
 
 
+def test_the_capabilities_an_install_acknowledges_are_the_ones_the_template_needs():
+    from test_sam_cli import SAR_INSTALL_CAPABILITIES  # checked there against the template's resources
+
+    deploying = text(ROOT / "docs" / "deploying.md")
+    (command,) = re.findall(r"create-cloud-formation-change-set.*?--capabilities ((?:CAPABILITY_\w+ ?)+)", deploying, re.S)
+    assert set(command.split()) == SAR_INSTALL_CAPABILITIES
+    for page in (ROOT / "docs" / "deploying.md", ROOT / "docs" / "serverless-application-repository.md"):
+        (said,) = re.findall(r"the installer acknowledges\s+`(CAPABILITY_\w+)` and `(CAPABILITY_\w+)`", text(page))
+        assert set(said) == SAR_INSTALL_CAPABILITIES, page.name
+
+
 def test_the_serverless_application_repository_page_is_the_readme_sar_shows():
     sar = TEMPLATE["Metadata"]["AWS::ServerlessRepo::Application"]
     page = ROOT / sar["ReadmeUrl"]
