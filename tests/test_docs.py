@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from emulator import __main__ as cli
-from emulator import diagram, stack
+from emulator import cli, diagram, stack
 from test_emulator_cli import demo  # noqa: F401  the demo, run once per module (a fixture)
 
 ROOT = stack.ROOT
