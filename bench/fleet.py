@@ -36,7 +36,7 @@ class UserSpec:
     extra_active: bool = False  # a newer Active key made outside the workflow: blocked
 
     def expected(self, policy: decisions.Policy) -> str:
-        """What a run at seeding time does, by the README's rules: rotate, retire, blocked or unchanged."""
+        """What a run at seeding time does, by docs/how-it-decides.md's rules: rotate, retire, blocked or unchanged."""
         if self.extra_active:
             return "blocked"
         if self.age >= policy.rotation_age:

@@ -41,7 +41,7 @@ DEFAULT_FIRST_INSTALL = 10_000
 class Result:
     figures: Figures
     projection: projection.Projection
-    expected: dict[str, int]  # what the seeded fleet called for, by the README's rules: rotate, retire, blocked, unchanged
+    expected: dict[str, int]  # what the seeded fleet called for, by docs/how-it-decides.md's rules: rotate, retire, blocked, unchanged
     parameters: dict[str, str]
 
     def problems(self) -> list[str]:

@@ -1,7 +1,7 @@
 """Draw the state machine: statemachine/rotation.asl.json as a Mermaid flowchart.
 
     python -m emulator diagram                    # print the Mermaid text
-    python -m emulator diagram --write README.md  # replace the block between the markers (make diagram)
+    python -m emulator diagram --write docs/how-it-decides.md  # replace the block between the markers (make diagram)
 
 The drawing follows the ASL, so it never needs editing by hand:
 
@@ -20,6 +20,7 @@ Mermaid whatever the names hold.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -61,10 +62,12 @@ def mermaid(asl: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_block(asl: dict) -> str:
-    """What goes between the README's markers: a line on how to read it, and the fenced diagram."""
+def page_block(asl: dict, page: Path) -> str:
+    """What goes between the markers of ``page``: a line on how to read it (its link to the ASL relative to the
+    page), and the fenced diagram."""
+    link = Path(os.path.relpath(ASL, Path(page).resolve().parent)).as_posix()
     return (
-        "Generated from [`statemachine/rotation.asl.json`](statemachine/rotation.asl.json) by `make diagram`: edit the\n"
+        f"Generated from [`statemachine/rotation.asl.json`]({link}) by `make diagram`: edit the\n"
         "ASL, not this block. Solid arrows are `Next`, `Default` (\"otherwise\") and Choice rules; dashed arrows are\n"
         "`Catch`, labelled with the errors caught. Each Task names its call. A Map's steps are drawn inside its box\n"
         "and run once per item. Rounded ends end the run, or the Map's item.\n"
@@ -91,7 +94,7 @@ def replace_block(text: str, block: str) -> str:
 def write(path: Path, asl_path: Path = ASL) -> bool:
     """Replace the block between the markers in ``path`` with the diagram of ``asl_path``; True if it changed."""
     text = Path(path).read_text()
-    updated = replace_block(text, readme_block(load(asl_path)))
+    updated = replace_block(text, page_block(load(asl_path), path))
     if updated == text:
         return False
     Path(path).write_text(updated)

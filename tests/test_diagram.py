@@ -17,11 +17,11 @@ PAGE = "docs/how-it-decides.md"  # the page that holds the diagram; `make diagra
 FIX = f"run `make diagram` (python -m emulator diagram --write {PAGE}) and commit {PAGE} with the ASL"
 
 
-def stale_readme_message(readme: str, asl: dict) -> str | None:
+def stale_readme_message(readme: str, asl: dict, page=diagram.ROOT / PAGE) -> str | None:
     block = diagram.extract_block(readme)
     if block is None:
         return f"{PAGE} has no {diagram.BEGIN} ... {diagram.END} block: put the two markers back, then {FIX}"
-    if block != "\n" + diagram.readme_block(asl):
+    if block != "\n" + diagram.page_block(asl, page):
         return f"{PAGE}'s state machine diagram differs from statemachine/rotation.asl.json: {FIX}"
     return None
 
@@ -44,7 +44,7 @@ def test_a_changed_asl_makes_the_readme_check_say_how_to_fix_it():
     asl = diagram.load()
     first = next(iter(asl["States"].values()))
     first["Comment"] = "comments are not drawn"
-    readme = diagram.replace_block("intro\n" + diagram.BEGIN + "\n" + diagram.END + "\n", diagram.readme_block(asl))
+    readme = diagram.replace_block("intro\n" + diagram.BEGIN + "\n" + diagram.END + "\n", diagram.page_block(asl, diagram.ROOT / PAGE))
     assert stale_readme_message(readme, asl) is None
 
     asl["States"]["A new state"] = {"Type": "Succeed"}
@@ -288,7 +288,7 @@ def test_write_replaces_only_the_block_between_the_markers(tmp_path, capsys):
     assert page.read_text() == written
     assert written.startswith("# Title\n\nText.\n\n## The state machine\n\n" + diagram.BEGIN + "\n")
     assert written.endswith(diagram.END + "\n\n## After\n") and "\nold\n" not in written
-    assert stale_readme_message(written, diagram.load()) is None
+    assert stale_readme_message(written, diagram.load(), page) is None
     assert "is redrawn" in capsys.readouterr().out
 
 

@@ -479,12 +479,6 @@ def test_every_relative_link_leads_to_a_file_and_every_anchor_to_a_heading(page)
     assert broken_links(page, without_generated_diagram(prose(page))) == [], page.name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator/diagram.py's readme_block links statemachine/rotation.asl.json from the repository root, and "
-    "the diagram is now in docs/: make the link relative to the page written (../statemachine/rotation.asl.json), "
-    "then remove this mark",
-)
 def test_the_generated_diagram_links_from_its_page():
     page = ROOT / "docs" / "how-it-decides.md"
     block = diagram.extract_block(text(page))

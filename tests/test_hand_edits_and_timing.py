@@ -1,5 +1,5 @@
 """The eight situations in which the rotation once broke its own promises, each on the real template, state
-machine and Lambdas in the emulator, as strict as AWS about time and names (see README, Reliability):
+machine and Lambdas in the emulator, as strict as AWS about time and names (see docs/reliability.md):
 
 1. a key created in the same second as its state entered, then not stored, is still found and deleted;
 2. a user named twice in different letter case is rotated once;

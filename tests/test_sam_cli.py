@@ -38,6 +38,9 @@ from samtranslator.yaml_helper import yaml_parse
 
 from emulator.stack import translate
 
+# One worker runs this module: its fixtures start sam and a moto server once, for every test here.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sam-cli")]
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -129,7 +132,7 @@ SAR_RESOURCE_POLICY_TYPES = {
     "AWS::IAM::Policy", "AWS::ApplicationAutoScaling::ScalingPolicy", "AWS::S3::BucketPolicy",
     "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy",
 }
-# What the README's SAR install command acknowledges; this test fails when the template needs something else.
+# What docs/deploying.md's SAR install command acknowledges; this test fails when the template needs something else.
 SAR_INSTALL_CAPABILITIES = {"CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"}  # the run bucket's TLS-only policy
 
 # CloudFormation's own rule (CreateChangeSet "Capabilities"): IAM resources need CAPABILITY_IAM, and
