@@ -19,7 +19,7 @@ run: $(READY) ## walk the demo account through the rotation lifecycle on the off
 	$(BIN)/python -m emulator
 
 test: $(READY) $(CHECKOV_READY) ## lint the template and ASL, checkov, then every test (decisions, handler, state machine on the emulator)
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 lint: $(READY) ## cfn-lint and sam validate --lint (the tests run them too)
 	$(BIN)/cfn-lint template.yaml
@@ -60,7 +60,7 @@ $(CHECKOV_READY): requirements-checkov.lock
 	touch $@
 
 .PHONY: diagram
-diagram: $(READY) ## redraw the state machine's Mermaid diagram in README.md from statemachine/rotation.asl.json
+diagram: $(READY) ## redraw the state machine's Mermaid diagram in docs/how-it-decides.md from statemachine/rotation.asl.json
 	$(BIN)/python -m emulator diagram --write docs/how-it-decides.md
 
 .PHONY: bench

@@ -27,3 +27,9 @@ os.environ.update(
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+def pytest_collection_modifyitems(items):
+    """The slowest tests first (marker ``slow``): `make test` spreads tests over the cores as they free up, and a
+    test of a minute that started last would keep one core busy while the other waits."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order

@@ -143,6 +143,7 @@ def test_the_result_writer_writes_every_child_execution_and_a_manifest():
     holds_on_the_emulator_and_not_on_plain_moto(check)
 
 
+@pytest.mark.slow
 def test_a_worker_takes_a_thousand_items_without_recursing():
     items = [{"n": i, "fail": False} for i in range(1000)]
     with moto_account(strict=True):

@@ -82,6 +82,7 @@ def test_a_key_in_use_at_max_age_is_kept_and_alarms_or_is_deactivated_for_compli
         assert "deactivated for compliance (KeyInUseAtMaxAge=Deactivate)" in entry["detail"]
 
 
+@pytest.mark.slow
 def test_a_year_of_daily_runs_keeps_every_active_key_under_max_age(emulate):
     # Keys of ages up to the rotation age (80 days with the defaults: MaxKeyAgeDays 90 - InstallWindowDays 7 - 3);
     # runs missed on some days, two in a row a few times. The previous key is deactivated at 87 days. (A first

@@ -304,6 +304,7 @@ def role_of_schedule(resources):
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
+@pytest.mark.slow
 def test_checkov_finds_nothing_but_skips_justified_in_the_template(tmp_path):
     assert CHECKOV.exists(), "checkov is not installed: `make test` installs it in .venv-checkov (requirements-checkov.txt)"
     translated = tmp_path / "translated-template.json"

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 
 from emulator.model import RotationModel
 
-TestTheRotationOverMonths = RotationModel.TestCase
+TestTheRotationOverMonths = pytest.mark.slow(RotationModel.TestCase)
 TestTheRotationOverMonths.settings = settings(
     max_examples=6,
     stateful_step_count=25,
