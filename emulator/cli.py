@@ -2,7 +2,7 @@
 
     python -m emulator                      # the demo: fixtures/demo-account.json, runs on day 0, 7, 14, 21
     python -m emulator run --account my-account.json --event events/on-demand-rotation.json
-    python -m emulator diagram --write README.md
+    python -m emulator diagram --write docs/how-it-decides.md
 
 ``python -m emulator --help`` explains the commands, the account fixture format, --json and the exit status.
 """
@@ -42,7 +42,7 @@ examples:
   python -m emulator run --account my-account.json --event events/scheduled-run.json \\
       --param MaxKeyAgeDays=30 --param InstallWindowDays=3
   python -m emulator --json | jq '.runs[] | {name, status, error}'
-  python -m emulator diagram --write README.md         (make diagram)
+  python -m emulator diagram --write docs/how-it-decides.md   (make diagram)
 """
 
 EXIT_STATUS = """\
@@ -138,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--asl", type=Path, default=diagram.ASL, metavar="FILE",
                       help="the ASL to draw (default: statemachine/rotation.asl.json)")
     draw.add_argument("--write", type=Path, metavar="FILE",
-                      help="replace the block between the markers in FILE (e.g. README.md) instead of printing")
+                      help="replace the block between the markers in FILE (docs/how-it-decides.md) instead of printing")
     draw.set_defaults(handler=_diagram)
     return parser
 
@@ -191,6 +191,6 @@ def _diagram(args) -> int:
     try:
         changed = diagram.write(args.write, args.asl)
     except (OSError, ValueError) as error:
-        raise InputError(f"{args.write}: {error}: give a file that has the markers, e.g. README.md") from None
+        raise InputError(f"{args.write}: {error}: give the page with the markers (docs/how-it-decides.md)") from None
     print(f"{args.write}: the state machine diagram {'is redrawn' if changed else 'was up to date'}")
     return EXIT_OK
