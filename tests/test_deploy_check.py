@@ -98,6 +98,13 @@ def test_with_no_sender_known_yet_the_check_names_the_account_and_region(capsys,
     )
 
 
+def test_the_region_named_is_the_one_sam_deploys_to(capsys, monkeypatch, account):
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # the AWS CLI's; boto3, and so sam, go by AWS_DEFAULT_REGION
+
+    exit_code, line = the_one_line(capsys)
+    assert exit_code == 0 and line.endswith(", region us-east-1")
+
+
 def test_an_unverified_sender_says_how_to_verify_it(capsys, monkeypatch, account):
     monkeypatch.setenv("SENDER_EMAIL", SENDER)
     boto3.client("ses", region_name="us-west-2").verify_email_identity(EmailAddress=SENDER)  # another region's

@@ -69,7 +69,9 @@ def check(config: Path, stdin) -> str:
     except ProfileNotFound as error:
         profile = error.kwargs["profile"]
         raise Problem(f"{error}: run `aws configure --profile {profile}`, or unset AWS_PROFILE") from None
-    region = deploy.get("region") or os.environ.get("AWS_REGION") or session.region_name  # as sam picks it
+    # As sam picks it: samconfig.toml's, else boto3's (AWS_DEFAULT_REGION, the profile's); AWS_REGION, which only
+    # the AWS CLI reads, last.
+    region = deploy.get("region") or session.region_name or os.environ.get("AWS_REGION")
     if not region:
         raise Problem(NO_REGION)
     identity = _caller_identity(session, region)
