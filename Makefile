@@ -26,6 +26,7 @@ lint: $(READY) ## cfn-lint and sam validate --lint (the tests run them too)
 	$(BIN)/sam validate --lint --template template.yaml
 
 deploy: $(READY) ## build and deploy to the AWS account of your current credentials (asks for parameters)
+	$(BIN)/python tools/deploy_check.py
 	$(BIN)/sam build
 	$(BIN)/sam deploy --guided
 
