@@ -34,12 +34,7 @@ Speed (not AWS behaviour: the emulator would otherwise take minutes)
 - executions run synchronously on the caller's thread; Retry backoff and boto3's own retries inside the
   Lambda record their delays instead of sleeping;
 - boto3 clients inside the interpreter are reused (an SDK task drops from ~13 ms to ~3 ms);
-- the ASL is parsed once per definition, not per execution (~0.9 s for this one; a parsed program keeps no
-  execution state), each JSONPath once, not at every evaluation (jsonpath_ng builds a parser each time, ~5 ms),
-  and botocore's service models are loaded once, not for every new session's clients;
-- a secret named by its name is looked up in moto's dict by that name, without moto's scan of every secret's
-  ARN and name (with 100,000 secrets each lookup scanned them all); GetAccessKeyLastUsed finds the key in moto's
-  dict of keys, without listing every user's keys.
+- the rest, each AWS call cheaper and each ASL and JSONPath parsed once: speed.py.
 """
 
 from __future__ import annotations
@@ -61,7 +56,7 @@ import boto3
 from botocore.config import Config
 
 from .distributed_map import distributed_map
-from .speed import cheaper_calls
+from .speed import faster_emulation
 from .strict_aws import strict_aws
 
 # AWS's service part of aws-sdk error names (ServiceName.ErrorNameException).
@@ -269,24 +264,7 @@ def faithful_moto(
             raise error
         return user.id, user.arn, user.account_id
 
-    import botocore.loaders
-    import botocore.session
-    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-
-    _ORIGINALS.setdefault("parse", AmazonStateLanguageParser.__dict__["parse"].__func__)
-    _ORIGINALS.setdefault("create_loader", botocore.loaders.create_loader)
-
-    from moto.stepfunctions.parser.asl.component.common.path import result_path
-    from moto.stepfunctions.parser.asl.utils import json_path
-
-    _ORIGINALS.setdefault("json_path_parse", json_path.parse)
-    _ORIGINALS.setdefault("result_path_parse", result_path.parse)
-
     patches = [
-        mock.patch.object(json_path, "parse", _json_path_once),
-        mock.patch.object(result_path, "parse", _result_path_once),
-        mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)),
-        mock.patch.object(botocore.session, "create_loader", _loader_once),
         mock.patch.object(ExponentialBackoff, "delay_amount", recorded_sdk_delay),
         mock.patch.object(STSBackend, "get_caller_identity", caller_identity_of_active_keys),
         mock.patch.object(ExecutionWorker, "start", start_synchronously),
@@ -306,8 +284,6 @@ def faithful_moto(
         mock.patch.object(IamResponse, "get_account_authorization_details", _account_details_in_pages),
         mock.patch.object(IAMBackend, "create_access_key", recording_create_access_key),
         mock.patch.object(EventsBackend, "put_events", recording_put_events),
-        *_secrets_found_by_name(),
-        mock.patch.object(IAMBackend, "get_access_key_last_used", _last_use_by_key_id),
     ]
     # moto logs each IsPresent miss as an error; real failures are in the execution history instead.
     interpreter_log = logging.getLogger("moto.stepfunctions.parser")
@@ -315,7 +291,7 @@ def faithful_moto(
         for patch in patches:
             stack.enter_context(patch)
         stack.enter_context(environment_of_each_invocation())
-        stack.enter_context(cheaper_calls())
+        stack.enter_context(faster_emulation())
         if strict:
             stack.enter_context(strict_aws(clock))
             recorder.child_executions = stack.enter_context(distributed_map(clock))
@@ -324,67 +300,12 @@ def faithful_moto(
         yield recorder
 
 
-def _secrets_found_by_name() -> list:
-    """moto's SecretsStore is a dict keyed by name whose lookups compare the id with every secret's ARN and name,
-    found or not; for an id that is not an ARN the dict's own lookup gives the same answer at once."""
-    from moto.secretsmanager.models import SecretsStore
-
-    scan_contains, scan_getitem, scan_get = SecretsStore.__contains__, SecretsStore.__getitem__, SecretsStore.get
-
-    def contains(store, key):
-        return scan_contains(store, key) if key.startswith("arn:") else dict.__contains__(store, key)
-
-    def getitem(store, key):
-        return scan_getitem(store, key) if key.startswith("arn:") else dict.__getitem__(store, key)
-
-    def get(store, key):
-        return scan_get(store, key) if key.startswith("arn:") else dict.get(store, key)
-
-    return [
-        mock.patch.object(SecretsStore, "__contains__", contains),
-        mock.patch.object(SecretsStore, "__getitem__", getitem),
-        mock.patch.object(SecretsStore, "get", get),
-    ]
-
-
-def _last_use_by_key_id(backend, access_key_id: str) -> dict:
-    from moto.iam.exceptions import NotFoundException
-
-    key = backend.access_keys.get(access_key_id)
-    if key is None:
-        raise NotFoundException(f"The Access Key with id {access_key_id} cannot be found")
-    return {"user_name": key.user_name, "last_used": key.last_used}
-
-
-_ORIGINALS: dict = {}  # moto's ASL parser and botocore's loader factory, before the caching patches
-
-
-@functools.lru_cache(maxsize=8)
-def _parse_once(definition: str):
-    return _ORIGINALS["parse"](definition)
-
-
-@functools.lru_cache(maxsize=1024)
-def _json_path_once(path: str):
-    return _ORIGINALS["json_path_parse"](path)
-
-
-@functools.lru_cache(maxsize=1024)
-def _result_path_once(path: str):
-    return _ORIGINALS["result_path_parse"](path)
-
-
 @functools.lru_cache(maxsize=64)
 def _operation_model(service: str, action: str):
     """botocore's model of an aws-sdk Task's operation (``action`` as the ASL spells it: describeMapRun)."""
     import botocore.session
 
     return botocore.session.get_session().get_service_model(service).operation_model(action[0].upper() + action[1:])
-
-
-@functools.lru_cache(maxsize=4)
-def _loader_once(search_path_string=None):
-    return _ORIGINALS["create_loader"](search_path_string)
 
 
 def _call_handler(code_dir: Path, handler_path: str, environment: dict, event: dict, timeout: int):

@@ -1,11 +1,22 @@
-"""Patches that make each emulated AWS call cheaper. None changes what a call does or answers: each removes work
-that only a real network needs, or that moto and botocore repeat with the same result.
+"""Patches that make the emulator fast. None changes what a call does or answers: each removes work that only a
+real network needs, or that moto and botocore repeat with the same result. (faithful_moto also runs executions
+synchronously and records Retry backoff instead of sleeping; the emulator would otherwise take minutes.)
 
+Each AWS call
 - a request carries a placeholder SigV4 Authorization header with its real access key id (moto checks no
   signature; it reads the key id, for the account and for GetCallerIdentity), not a computed signature (~1.4 ms);
   an S3 request says its payload is unsigned, or streamed with a trailing checksum, as the real signer would;
-- the User-Agent header is built once per request, not again with the request's feature ids (no one reads it; ~0.4 ms);
-- moto lists a response class's methods once per class, not with ``inspect.getmembers`` for every call (~1 ms).
+- the User-Agent header is built once per request, not again with the request's feature ids (no one reads it;
+  ~0.4 ms);
+- moto lists a response class's methods once per class, not with ``inspect.getmembers`` for every call (~1 ms);
+- botocore's service models are loaded once, not for every new session's clients.
+The state machine
+- the ASL is parsed once per definition, not per execution (~0.9 s for this one; a parsed program keeps no
+  execution state), each JSONPath once, not at every evaluation (jsonpath_ng builds a parser each time, ~5 ms).
+Lookups at 100,000 users
+- a secret named by its name is looked up in moto's dict by that name, without moto's scan of every secret's
+  ARN and name (each lookup scanned them all); GetAccessKeyLastUsed finds the key in moto's dict of keys,
+  without listing every user's keys.
 """
 
 from __future__ import annotations
@@ -17,12 +28,13 @@ from unittest import mock
 
 
 @contextlib.contextmanager
-def cheaper_calls():
+def faster_emulation():
     from botocore.auth import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD
     from botocore.crt.auth import CrtS3SigV4Auth, CrtSigV4Auth
     from botocore.exceptions import NoCredentialsError
     from botocore.useragent import UserAgentString
     from moto.core import responses
+    from moto.iam.models import IAMBackend
 
     signed = CrtSigV4Auth.add_auth
     method_names = functools.cache(responses.method_names_from_class)
@@ -51,8 +63,85 @@ def cheaper_calls():
         mock.patch.object(CrtS3SigV4Auth, "add_auth", placeholder_signature),
         mock.patch.object(UserAgentString, "rebuild_and_replace_user_agent_handler", lambda *args, **kwargs: None),
         mock.patch.object(responses, "method_names_from_class", method_names),
+        *_parsed_once(),
+        *_secrets_found_by_name(),
+        mock.patch.object(IAMBackend, "get_access_key_last_used", _last_use_by_key_id),
     ]
     with contextlib.ExitStack() as stack:
         for patch in patches:
             stack.enter_context(patch)
         yield
+
+
+def _parsed_once() -> list:
+    import botocore.loaders
+    import botocore.session
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    _ORIGINALS.setdefault("parse", AmazonStateLanguageParser.__dict__["parse"].__func__)
+    _ORIGINALS.setdefault("create_loader", botocore.loaders.create_loader)
+    _ORIGINALS.setdefault("json_path_parse", json_path.parse)
+    _ORIGINALS.setdefault("result_path_parse", result_path.parse)
+    return [
+        mock.patch.object(json_path, "parse", _json_path_once),
+        mock.patch.object(result_path, "parse", _result_path_once),
+        mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)),
+        mock.patch.object(botocore.session, "create_loader", _loader_once),
+    ]
+
+
+def _secrets_found_by_name() -> list:
+    """moto's SecretsStore is a dict keyed by name whose lookups compare the id with every secret's ARN and name,
+    found or not; for an id that is not an ARN the dict's own lookup gives the same answer at once."""
+    from moto.secretsmanager.models import SecretsStore
+
+    scan_contains, scan_getitem, scan_get = SecretsStore.__contains__, SecretsStore.__getitem__, SecretsStore.get
+
+    def contains(store, key):
+        return scan_contains(store, key) if key.startswith("arn:") else dict.__contains__(store, key)
+
+    def getitem(store, key):
+        return scan_getitem(store, key) if key.startswith("arn:") else dict.__getitem__(store, key)
+
+    def get(store, key):
+        return scan_get(store, key) if key.startswith("arn:") else dict.get(store, key)
+
+    return [
+        mock.patch.object(SecretsStore, "__contains__", contains),
+        mock.patch.object(SecretsStore, "__getitem__", getitem),
+        mock.patch.object(SecretsStore, "get", get),
+    ]
+
+
+def _last_use_by_key_id(backend, access_key_id: str) -> dict:
+    from moto.iam.exceptions import NotFoundException
+
+    key = backend.access_keys.get(access_key_id)
+    if key is None:
+        raise NotFoundException(f"The Access Key with id {access_key_id} cannot be found")
+    return {"user_name": key.user_name, "last_used": key.last_used}
+
+
+_ORIGINALS: dict = {}  # moto's ASL parser and botocore's loader factory, before the caching patches
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_once(definition: str):
+    return _ORIGINALS["parse"](definition)
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_path_once(path: str):
+    return _ORIGINALS["json_path_parse"](path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _result_path_once(path: str):
+    return _ORIGINALS["result_path_parse"](path)
+
+
+@functools.lru_cache(maxsize=4)
+def _loader_once(search_path_string=None):
+    return _ORIGINALS["create_loader"](search_path_string)
