@@ -15,8 +15,8 @@ from emulator.runner import Emulator
 import decisions
 
 FLEET, FIRST_INSTALL = 40, 12
-# One worker runs this module: its fixture runs the benchmark once, for every test here.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench")]
+# Its module fixture runs the benchmark once for every test here (make test keeps a module on one worker).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,8 @@ from samtranslator.yaml_helper import yaml_parse
 
 from emulator.stack import translate
 
-# One worker runs this module: its fixtures start sam and a moto server once, for every test here.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sam-cli")]
+# Its module fixture starts sam and a moto server once for every test here (make test keeps a module on one worker).
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
