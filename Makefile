@@ -18,8 +18,8 @@ export SAM_CLI_TELEMETRY := 0
 run: $(READY) ## walk the demo account through the rotation lifecycle on the offline emulator
 	$(BIN)/python -m emulator
 
+# One worker per core; a module's tests stay on one worker, so its module fixtures (sam, the benchmark) run once.
 test: $(READY) $(CHECKOV_READY) ## lint the template and ASL, checkov, then every test (decisions, handler, state machine on the emulator)
-	# One worker per core; a module's tests stay on one worker, so its module fixtures (sam, the benchmark) run once.
 	$(BIN)/python -m pytest -n auto --dist loadscope
 
 lint: $(READY) ## cfn-lint and sam validate --lint (the tests run them too)
