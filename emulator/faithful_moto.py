@@ -35,6 +35,9 @@ Speed (not AWS behaviour: the emulator would otherwise take minutes)
   Lambda record their delays instead of sleeping;
 - boto3 clients inside the interpreter are reused (an SDK task drops from ~13 ms to ~3 ms);
 - the rest, each AWS call cheaper and each ASL and JSONPath parsed once: speed.py.
+Reproducible ids (not AWS behaviour: two runs of a fixture print the same)
+- each new access key draws its id and secret from a generator of its own (seed, user, keys issued so far), not
+  from moto's shared sequence, which a parallel Map's threads consume in varying order (deterministic).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from unittest import mock
 import boto3
 from botocore.config import Config
 
+from .deterministic import key_ids_of_their_own
 from .distributed_map import distributed_map
 from .speed import faster_emulation
 from .strict_aws import strict_aws
@@ -159,10 +163,12 @@ def _aws_error_name(service: str, error) -> str:
 
 @contextlib.contextmanager
 def faithful_moto(
-    clock: Clock, functions: dict[str, tuple[Path, str]], recorder: Recorder | None = None, strict: bool = True
+    clock: Clock, functions: dict[str, tuple[Path, str]], recorder: Recorder | None = None, strict: bool = True,
+    seed: int = 0,
 ):
     """Apply the patches. ``functions`` maps a Lambda function name to (code directory, "module.handler").
-    ``strict=False`` leaves out strict_aws, for the tests that show what plain moto would let through."""
+    ``strict=False`` leaves out strict_aws, for the tests that show what plain moto would let through; ``seed``
+    is the one moto's id generator was given, from which each access key's own generator is derived."""
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.iam.models import IAMBackend
     from moto.iam.responses import IamResponse
@@ -292,6 +298,7 @@ def faithful_moto(
             stack.enter_context(patch)
         stack.enter_context(environment_of_each_invocation())
         stack.enter_context(faster_emulation())
+        stack.enter_context(key_ids_of_their_own(seed))
         if strict:
             stack.enter_context(strict_aws(clock))
             recorder.child_executions = stack.enter_context(distributed_map(clock))

@@ -1,0 +1,41 @@
+"""Reproducible ids (emulator/deterministic.py): a parallel Map creates access keys on several threads, in an order
+that varies from run to run, and each key must still get the same id and secret from the same seed."""
+
+from __future__ import annotations
+
+import re
+
+from emulator.runner import Emulator
+from emulator.stack import client
+
+ACCOUNT = {"users": [{"name": "alpha"}, {"name": "beta"}]}
+
+
+def keys_created(order: list[str], fixture: dict = ACCOUNT) -> list[tuple[str, str, str]]:
+    """(user, key id, secret) of each key created for ``order``'s users in turn, on a fresh account."""
+    with Emulator(fixture):
+        created = [client("iam").create_access_key(UserName=user)["AccessKey"] for user in order]
+    return [(key["UserName"], key["AccessKeyId"], key["SecretAccessKey"]) for key in created]
+
+
+def test_a_key_gets_the_same_id_and_secret_whatever_order_the_users_keys_are_created_in():
+    one_way = keys_created(["alpha", "beta", "alpha"])
+    other_way = keys_created(["beta", "alpha", "alpha"])
+
+    assert sorted(one_way) == sorted(other_way)
+    assert [k for k in one_way if k[0] == "alpha"] == [k for k in other_way if k[0] == "alpha"]  # first, then second
+    assert len({key_id for _, key_id, _ in one_way}) == 3 and len({secret for *_, secret in one_way}) == 3
+    for _, key_id, secret in one_way:  # AWS's shape
+        assert re.fullmatch(r"AKIA[A-Z0-9]{16}", key_id) and len(secret) == 40
+
+
+def test_a_key_never_takes_the_id_of_a_deleted_key_and_the_seed_changes_every_id():
+    with Emulator(ACCOUNT):
+        iam = client("iam")
+        deleted = iam.create_access_key(UserName="alpha")["AccessKey"]["AccessKeyId"]
+        iam.delete_access_key(UserName="alpha", AccessKeyId=deleted)
+        again = iam.create_access_key(UserName="alpha")["AccessKey"]["AccessKeyId"]
+    other_seed = keys_created(["alpha"], {**ACCOUNT, "seed": 1})[0][1]
+
+    assert again != deleted  # AWS never issues a key id twice
+    assert other_seed not in (deleted, again)
