@@ -14,7 +14,7 @@ import report
 
 from . import diagram, history
 from .runner import Emulator, Run
-from .snapshot import account_state
+from .snapshot import account_state, children_in_order, emails_in_order
 
 
 def table(header: list[str], rows: list[list[str]], right: frozenset[int] = frozenset(), indent: str = "  ") -> list[str]:
@@ -87,7 +87,7 @@ def print_run(aws: Emulator, run: Run, title: str) -> None:
     print("  Keys and secrets of the users this run changed:" if changed else "  No key or secret changed.")
     if changed:
         print_account(account_state(aws, changed), indent="    ")
-    for email in run.emails:
+    for email in emails_in_order(aws, run):
         print(f"  Email from {email.source} to {', '.join(email.destinations)}")
         print(f"    Subject: {email.subject}")
         for line in email.body.splitlines():
@@ -118,7 +118,7 @@ def print_timeline(run: Run) -> None:
     for event, name in entered:
         kind = event["type"].replace("StateEntered", "")
         print(f"  {(event['timestamp'] - start).total_seconds() * 1000:6.0f}  {name:<{width}}  {kind}")
-        for child in (c for c in run.children if f"/{labels.get(name)}:" in c.map_run_arn):
+        for child in (c for c in children_in_order(run) if f"/{labels.get(name)}:" in c.map_run_arn):
             for line in _child_lines(child):
                 print("          " + line)
 

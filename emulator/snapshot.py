@@ -1,14 +1,16 @@
 """The account and each run as plain data: what the report's tables print and what --json holds.
 
-Read once into dicts, so that the tables for people and the JSON document for scripts cannot disagree.
+Read once into dicts, so that the tables for people and the JSON document for scripts cannot disagree. What a
+parallel Map did comes in a fixed order (its emails, its child executions, its iterations' states), not in the
+order its threads happened to finish, so that two runs of the same fixture print the same.
 """
 
 from __future__ import annotations
 
 import decisions
 
-from . import account
-from .runner import Emulator, Run
+from . import account, history
+from .runner import Email, Emulator, Run
 
 
 def account_state(aws: Emulator, users: list[str]) -> list[dict]:
@@ -62,10 +64,49 @@ def run_record(aws: Emulator, run: Run, execution_input, day: int | None) -> dic
         "error": run.error,
         "cause": run.cause,
         "output": run.output,
-        "statesEntered": run.states_entered(),
+        "statesEntered": states_entered(run),
         "keys": {u: {"before": run.keys_before[u], "after": run.keys_after[u]} for u in aws.users},
         "secretVersions": secrets,
         "emails": [
-            {"source": e.source, "recipients": e.destinations, "subject": e.subject, "body": e.body} for e in run.emails
+            {"source": e.source, "recipients": e.destinations, "subject": e.subject, "body": e.body}
+            for e in emails_in_order(aws, run)
         ],
     }
+
+
+def emails_in_order(aws: Emulator, run: Run) -> list[Email]:
+    """The run's emails, the report to the team (NotificationEmails) first, then the owners' by recipient: a
+    parallel Map sends the owners' emails, in whatever order its threads finish."""
+    team = [address.strip() for address in aws.deployment.parameters.get("NotificationEmails", "").split(",")]
+    team = [address for address in team if address]
+    return sorted(run.emails, key=lambda e: (e.destinations != team, e.destinations, e.subject, e.body))
+
+
+def children_in_order(run: Run) -> list:
+    """The run's child executions, each Distributed Map's in the order of its items (a child's name ends with
+    its item's index), not in the order they finished."""
+    map_runs = list(dict.fromkeys(c.map_run_arn for c in run.children))
+    return sorted(run.children, key=lambda c: (map_runs.index(c.map_run_arn), c.name))
+
+
+def states_entered(run: Run) -> list[str]:
+    """Every state the run entered: its own, then each child execution's in the order of their items; in each
+    history, an inline Map's iterations one whole iteration after another in the order of their items (they run
+    at once, and their events interleave differently on every run)."""
+    histories = [run.events] + [child.events for child in children_in_order(run)]
+    return [name for events in histories for name in history.states_entered(_iterations_in_turn(events))]
+
+
+def _iterations_in_turn(events: list[dict]) -> list[dict]:
+    """A history's events with its outermost inline Map's iterations, where the first one starts, one whole
+    iteration after another."""
+    iterations = history.iterations(events)
+    in_an_iteration = {e["id"] for found in iterations.values() for e in found}
+    ordered, placed = [], False
+    for event in sorted(events, key=lambda e: e["id"]):
+        if event["id"] not in in_an_iteration:
+            ordered.append(event)
+        elif not placed:
+            ordered += [e for index in sorted(iterations) for e in iterations[index]]
+            placed = True
+    return ordered

@@ -8,11 +8,12 @@ import contextlib
 import io
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 
-from emulator import cli, commands, fixture, printing, stack
-from emulator.runner import Emulator
+from emulator import cli, commands, fixture, printing, snapshot, stack
+from emulator.runner import Email, Emulator, Run
 
 EVENTS = stack.ROOT / "events"
 
@@ -39,6 +40,35 @@ def test_the_demo_walks_the_lifecycle_and_its_checks_pass(demo):
     assert "invariants (AWSCURRENT is an Active key of its user; every key created is stored; no Active key deleted): hold" in shown
     assert "Lambda payloads: none" in shown
     assert "Exit status 0" in shown
+
+
+def without_timings(report: str) -> str:
+    """The report with its timing figures masked: the timeline's milliseconds, and any "N ms" or "N s"."""
+    report = re.sub(r"^( *)\d+(?=  \S)", r"\1<ms>", report, flags=re.M)
+    return re.sub(r"\b\d+(\.\d+)? ?(ms|s|seconds)\b", "<time>", report)
+
+
+def test_two_demos_print_the_same_key_ids_emails_and_timeline(demo):
+    """A parallel Map creates keys and sends the owners' emails on several threads, in an order that varies from
+    run to run: the report must not show it (README's sample is the real output, and two runs diff cleanly)."""
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert cli.main([]) == 0
+
+    first, second = without_timings(demo[1]).splitlines(), without_timings(out.getvalue()).splitlines()
+    differing = [(number, a, b) for number, (a, b) in enumerate(zip(first, second), 1) if a != b]
+    assert differing[:5] == [] and len(first) == len(second)
+
+
+def test_a_runs_emails_show_the_teams_report_first_then_the_owners_by_recipient():
+    sent = [Email("s@example.com", [to], subject, "") for to, subject in
+            (("b-team@example.com", "yours"), ("team@example.com", "report"), ("a-team@example.com", "yours"))]
+    run = Run("run-001", "2026-01-05T06:00:00Z", "SUCCEEDED", None, None, None, [], sent)
+    aws = SimpleNamespace(deployment=SimpleNamespace(parameters={"NotificationEmails": " team@example.com"}))
+
+    shown = [e.destinations for e in snapshot.emails_in_order(aws, run)]
+
+    assert shown == [["team@example.com"], ["a-team@example.com"], ["b-team@example.com"]]
+    assert [e.destinations for e in run.emails][0] == ["b-team@example.com"]  # what was sent is left as it was
 
 
 def test_the_keys_and_secret_versions_are_aligned_tables(demo):
@@ -86,6 +116,9 @@ def test_json_is_one_document_with_the_runs_keys_secrets_emails_and_checks(capsy
     (new_key,) = set(after) - set(before)
     stages = {v["keyId"]: v["stages"] for v in first["secretVersions"]["ci-deployer"]}
     assert stages == {new_key: ["AWSCURRENT"], next(iter(before)): ["AWSPREVIOUS"]}
+    assert [e["recipients"] for e in first["emails"]] == [  # the report first, then the owners' by recipient
+        ["platform-team@example.com"], ["billing-team@example.com"], ["partner-team@example.com"]
+    ]
     (email,) = [e for e in first["emails"] if e["recipients"] == ["platform-team@example.com"]]
     assert email["subject"] == "IAM access key rotation 2026-01-05T06:00:00Z: 2 rotated, 1 blocked, 1 exempt"
     assert email["recipients"] == ["platform-team@example.com"] and email["source"] == "key-rotation@example.com"
