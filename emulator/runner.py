@@ -15,7 +15,7 @@ import decisions
 from moto import mock_aws
 from moto.moto_api._internal import mock_random
 
-from . import account, stack
+from . import account, speed, stack
 from .faithful_moto import Clock, Recorder, faithful_moto
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -115,13 +115,14 @@ class Emulator:
             self._stack.enter_context(mock.patch.dict(os.environ, FAKE_ENVIRONMENT))
             self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
             # moto draws every id (key ids, secret keys, version ids) from one generator: seeded, the same fixture
-            # gives the same ids, so outputs diff cleanly and a failing example replays exactly. Access keys draw
-            # from generators derived from the seed (deterministic.py): a parallel Map creates them in any order.
+            # gives the same ids, so outputs diff cleanly and a failing example replays exactly.
             mock_random.seed(self.fixture.get("seed", 0))
             # Patched before the deployment, so CreateStateMachine's validation uses the parsed-once ASL (~0.9 s).
             functions: dict = {}
-            self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder, seed=self.fixture.get("seed", 0)))
-            self.deployment = stack.deploy(self.parameters)
+            self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder))
+            seed = self.fixture.get("seed", 0)
+            key = json.dumps([self.parameters, seed], sort_keys=True)
+            self.deployment = speed.deployed(key, lambda: stack.deploy(self.parameters), stack.ACCOUNT_ID, stack.REGION)
             functions.update(self.deployment.functions)
             self.consumers = account.seed(self.fixture, self.clock.now, self.secret_prefix)
         except BaseException:
