@@ -115,11 +115,12 @@ class Emulator:
             self._stack.enter_context(mock.patch.dict(os.environ, FAKE_ENVIRONMENT))
             self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
             # moto draws every id (key ids, secret keys, version ids) from one generator: seeded, the same fixture
-            # gives the same ids, so outputs diff cleanly and a failing example replays exactly.
+            # gives the same ids, so outputs diff cleanly and a failing example replays exactly. Access keys draw
+            # from generators derived from the seed (deterministic.py): a parallel Map creates them in any order.
             mock_random.seed(self.fixture.get("seed", 0))
             # Patched before the deployment, so CreateStateMachine's validation uses the parsed-once ASL (~0.9 s).
             functions: dict = {}
-            self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder))
+            self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder, seed=self.fixture.get("seed", 0)))
             seed = self.fixture.get("seed", 0)
             key = json.dumps([self.parameters, seed], sort_keys=True)
             self.deployment = speed.deployed(key, lambda: stack.deploy(self.parameters), stack.ACCOUNT_ID, stack.REGION)
