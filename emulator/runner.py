@@ -117,11 +117,11 @@ class Emulator:
             # moto draws every id (key ids, secret keys, version ids) from one generator: seeded, the same fixture
             # gives the same ids, so outputs diff cleanly and a failing example replays exactly. Access keys draw
             # from generators derived from the seed (deterministic.py): a parallel Map creates them in any order.
-            mock_random.seed(self.fixture.get("seed", 0))
+            seed = self.fixture.get("seed", 0)
+            mock_random.seed(seed)
             # Patched before the deployment, so CreateStateMachine's validation uses the parsed-once ASL (~0.9 s).
             functions: dict = {}
-            self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder, seed=self.fixture.get("seed", 0)))
-            seed = self.fixture.get("seed", 0)
+            self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder, seed=seed))
             key = json.dumps([self.parameters, seed], sort_keys=True)
             self.deployment = speed.deployed(key, lambda: stack.deploy(self.parameters), stack.ACCOUNT_ID, stack.REGION)
             functions.update(self.deployment.functions)
