@@ -8,10 +8,12 @@ READY  := $(VENV)/.ready
 # checkov pins conflict with aws-sam-cli's (boto3, click, packaging), so it gets its own virtualenv.
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_READY := $(CHECKOV_VENV)/.ready
-# sam and boto3 need a region; with no credentials they must not probe the instance metadata address.
-export AWS_DEFAULT_REGION ?= us-east-1
-export AWS_EC2_METADATA_DISABLED := true
 export SAM_CLI_TELEMETRY := 0
+# Offline, sam and boto3 still need a region, and with no credentials they must not probe the instance metadata
+# address. Not for deploy and publish: they use your region and credentials, an instance role's included.
+OFFLINE := run test lint diagram bench soak
+$(OFFLINE): export AWS_DEFAULT_REGION ?= us-east-1
+$(OFFLINE): export AWS_EC2_METADATA_DISABLED := true
 
 .PHONY: run test lint deploy lock clean
 

@@ -59,14 +59,23 @@ def test_no_terminal_says_how_to_deploy_without_questions(capsys):
     )
 
 
+NO_REGION = (
+    1, "no AWS region set: run `aws configure set region <region>`, or set AWS_DEFAULT_REGION (e.g. AWS_DEFAULT_REGION=eu-west-1)"
+)
+
+
 def test_no_region_says_how_to_set_one(capsys):
-    assert the_one_line(capsys) == (
-        1, "no AWS region set: run `aws configure set region <region>`, or set AWS_REGION (e.g. AWS_REGION=eu-west-1)"
-    )
+    assert the_one_line(capsys) == NO_REGION
+
+
+def test_aws_region_alone_is_no_region_for_sam(capsys, monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # the AWS CLI reads it; botocore, and so sam, do not
+
+    assert the_one_line(capsys) == NO_REGION
 
 
 def test_no_credentials_says_how_to_get_them(capsys, monkeypatch):
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
 
     assert the_one_line(capsys) == (
         1, "no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE"

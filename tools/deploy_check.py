@@ -30,7 +30,10 @@ SAMCONFIG = Path(__file__).resolve().parent.parent / "samconfig.toml"
 NO_TERMINAL = (
     "make deploy asks questions: run `sam deploy --guided` in a terminal, or `sam deploy` with a samconfig.toml"
 )
-NO_REGION = "no AWS region set: run `aws configure set region <region>`, or set AWS_REGION (e.g. AWS_REGION=eu-west-1)"
+NO_REGION = (
+    "no AWS region set: run `aws configure set region <region>`, or set AWS_DEFAULT_REGION (e.g. "
+    "AWS_DEFAULT_REGION=eu-west-1)"
+)
 NO_CREDENTIALS = "no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE"
 
 EXPIRED = "your AWS credentials have expired: get new ones (`aws sso login`, or however you got them)"
@@ -69,9 +72,9 @@ def check(config: Path, stdin) -> str:
     except ProfileNotFound as error:
         profile = error.kwargs["profile"]
         raise Problem(f"{error}: run `aws configure --profile {profile}`, or unset AWS_PROFILE") from None
-    # As sam picks it: samconfig.toml's, else boto3's (AWS_DEFAULT_REGION, the profile's); AWS_REGION, which only
-    # the AWS CLI reads, last.
-    region = deploy.get("region") or session.region_name or os.environ.get("AWS_REGION")
+    # As sam picks it: samconfig.toml's, else boto3's (AWS_DEFAULT_REGION, then the profile's). Not AWS_REGION:
+    # botocore, and so sam, never read it.
+    region = deploy.get("region") or session.region_name
     if not region:
         raise Problem(NO_REGION)
     identity = _caller_identity(session, region)
