@@ -122,7 +122,7 @@ class Emulator:
             # Patched before the deployment, so CreateStateMachine's validation uses the parsed-once ASL (~0.9 s).
             functions: dict = {}
             self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder, seed=seed))
-            key = json.dumps([self.parameters, seed], sort_keys=True)
+            key = json.dumps([self.parameters, seed, self.clock.iso()], sort_keys=True)
             self.deployment = speed.deployed(key, lambda: stack.deploy(self.parameters), stack.ACCOUNT_ID, stack.REGION)
             functions.update(self.deployment.functions)
             self.consumers = account.seed(self.fixture, self.clock.now, self.secret_prefix)

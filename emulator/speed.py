@@ -5,7 +5,7 @@ synchronously and records Retry backoff instead of sleeping; the emulator would 
 Each AWS call
 - a request carries a placeholder SigV4 Authorization header with its real access key id (moto checks no
   signature; it reads the key id, for the account and for GetCallerIdentity), not a computed signature (~1.4 ms);
-  an S3 request says its payload is unsigned, or streamed with a trailing checksum, as the real signer would;
+  an S3 request says its payload is unsigned, or streamed with a trailing checksum (what moto reads to decode it);
 - the User-Agent header is built once per request, not again with the request's feature ids (no one reads it;
   ~0.4 ms);
 - moto lists a response class's methods once per class, not with ``inspect.getmembers`` for every call (~1 ms);
@@ -14,8 +14,9 @@ The state machine
 - the ASL is parsed once per definition, not per execution (~0.9 s for this one; a parsed program keeps no
   execution state), each JSONPath once, not at every evaluation (jsonpath_ng builds a parser each time, ~5 ms).
 Each account
-- a stack deployed with the same parameters as an earlier one is a copy of the backends that deployment wrote
-  to, not ~40 calls again (``deployed``).
+- a stack deployed with the same parameters, seed and start time as an earlier one in this process is a copy of
+  the backends that deployment wrote to, not ~40 calls again (``deployed``; tests/test_speed.py compares the two).
+  The cache holds this process's template, ASL and code: an edit to them needs a new process, as tests have.
 Lookups at 100,000 users
 - a secret named by its name is looked up in moto's dict by that name, without moto's scan of every secret's
   ARN and name (each lookup scanned them all); GetAccessKeyLastUsed finds the key in moto's dict of keys,
@@ -34,38 +35,13 @@ from unittest import mock
 
 @contextlib.contextmanager
 def faster_emulation():
-    from botocore.auth import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD
-    from botocore.crt.auth import CrtS3SigV4Auth, CrtSigV4Auth
-    from botocore.exceptions import NoCredentialsError
     from botocore.useragent import UserAgentString
     from moto.core import responses
     from moto.iam.models import IAMBackend
 
-    signed = CrtSigV4Auth.add_auth
     method_names = functools.cache(responses.method_names_from_class)
-
-    def placeholder_signature(signer, request):
-        if type(signer) not in (CrtSigV4Auth, CrtS3SigV4Auth):  # presigned URLs and the like, as botocore has them
-            return signed(signer, request)
-        credentials = signer.credentials
-        if credentials is None:
-            raise NoCredentialsError()
-        now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        for header in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-SHA256"):  # a retry's
-            if header in request.headers:
-                del request.headers[header]
-        request.headers["X-Amz-Date"] = now
-        if type(signer) is CrtS3SigV4Auth:
-            streamed = signer._is_streaming_checksum_payload(request)
-            request.headers["X-Amz-Content-SHA256"] = STREAMING_UNSIGNED_PAYLOAD_TRAILER if streamed else UNSIGNED_PAYLOAD
-        if credentials.token:
-            request.headers["X-Amz-Security-Token"] = credentials.token
-        scope = f"{credentials.access_key}/{now[:8]}/{signer._region_name}/{signer._service_name}/aws4_request"
-        request.headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host;x-amz-date, Signature={'0' * 64}"
-
     patches = [
-        mock.patch.object(CrtSigV4Auth, "add_auth", placeholder_signature),
-        mock.patch.object(CrtS3SigV4Auth, "add_auth", placeholder_signature),
+        *_placeholder_signatures(),
         mock.patch.object(UserAgentString, "rebuild_and_replace_user_agent_handler", lambda *args, **kwargs: None),
         mock.patch.object(responses, "method_names_from_class", method_names),
         *_parsed_once(),
@@ -76,6 +52,43 @@ def faster_emulation():
         for patch in patches:
             stack.enter_context(patch)
         yield
+
+
+def _placeholder_signatures() -> list:
+    """SigV4's signers, botocore's own and the CRT's (whichever botocore picks), writing the placeholder."""
+    from botocore.auth import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD, S3SigV4Auth, SigV4Auth
+    from botocore.exceptions import NoCredentialsError
+
+    signers, s3_signers = [SigV4Auth, S3SigV4Auth], {S3SigV4Auth}
+    try:
+        from botocore.crt.auth import CrtS3SigV4Auth, CrtSigV4Auth  # needs awscrt
+    except ImportError:
+        pass
+    else:
+        signers += [CrtSigV4Auth, CrtS3SigV4Auth]
+        s3_signers.add(CrtS3SigV4Auth)
+    signed = {signer: signer.add_auth for signer in signers}
+
+    def placeholder_signature(signer, request):
+        if type(signer) not in signed:  # a subclass (presigned URLs, query strings): as botocore has it
+            return signed[next(c for c in type(signer).__mro__ if c in signed)](signer, request)
+        credentials = signer.credentials
+        if credentials is None:
+            raise NoCredentialsError()
+        now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for header in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-SHA256"):  # a retry's
+            if header in request.headers:
+                del request.headers[header]
+        request.headers["X-Amz-Date"] = now
+        if type(signer) in s3_signers:  # what moto reads to decode the body
+            streamed = signer._is_streaming_checksum_payload(request)
+            request.headers["X-Amz-Content-SHA256"] = STREAMING_UNSIGNED_PAYLOAD_TRAILER if streamed else UNSIGNED_PAYLOAD
+        if credentials.token:
+            request.headers["X-Amz-Security-Token"] = credentials.token
+        scope = f"{credentials.access_key}/{now[:8]}/{signer._region_name}/{signer._service_name}/aws4_request"
+        request.headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host;x-amz-date, Signature={'0' * 64}"
+
+    return [mock.patch.object(signer, "add_auth", placeholder_signature) for signer in signers]
 
 
 def _parsed_once() -> list:
@@ -162,30 +175,35 @@ _DEPLOYED_TO = (  # (module, its backends, the key of the account's backend: Non
     ("moto.awslambda_simple.models", "lambda_simple_backends", None),  # Lambda without Docker, as the emulator runs it
     ("moto.stepfunctions.parser.models", "stepfunctions_parser_backends", None),
 )
+# Backends the deployed objects refer to without owning them (a Lambda function keeps its log backend).
+_REFERENCED = (("moto.logs.models", "logs_backends", None),)
 _deployments: dict[str, tuple] = {}
 
 
 def deployed(key: str, deploy, account_id: str, region: str):
-    """``deploy()``'s result, and the account as it left it. The first deployment with ``key`` (the parameters
-    and the seed) goes through the API, as CloudFormation would; the next ones restore a copy of the backends it
-    wrote to, and of moto's id generator after it, so what follows draws the same ids. (~0.1 s of ~40 calls, for
-    each of the suite's ~500 accounts.)"""
+    """``deploy()``'s result, and the account as it left it. The first deployment with ``key`` (the parameters,
+    the seed and the clock's start) goes through the API, as CloudFormation would; the next ones restore a copy
+    of the backends it wrote to, and of moto's id generator after it, so what follows draws the same ids. (~0.1 s
+    of ~40 calls, for each of the suite's ~500 accounts.) One emulated account at a time, as the Emulator is."""
     from moto.moto_api._internal import mock_random
 
+    def backends(of):
+        return [_backend(module, name, where, account_id, region) for module, name, where in of]
+
     if key in _deployments:
-        deployment, saved, random_state = _deployments[key]
-        for (module, name, where), (backend, state) in zip(_DEPLOYED_TO, saved):
-            live = _backend(module, name, where, account_id, region)
-            live.__dict__ = copy.deepcopy(state, {id(backend): live})  # its objects' references to it, to the live one
+        deployment, saved, referenced, random_state = _deployments[key]
+        # References to a backend (its own objects', a function's to its log backend) go to the live one.
+        live_of = {id(old): live for old, live in zip(referenced, backends(_REFERENCED))}
+        for live, (backend, state) in zip(backends(_DEPLOYED_TO), saved):
+            live.__dict__ = copy.deepcopy(state, {**live_of, id(backend): live})
         _register_buckets(account_id)
         mock_random.setstate(random_state)
         return copy.deepcopy(deployment)
     deployment = deploy()
-    saved = []
-    for module, name, where in _DEPLOYED_TO:
-        backend = _backend(module, name, where, account_id, region)
-        saved.append((backend, copy.deepcopy(backend.__dict__, {id(backend): backend})))
-    _deployments[key] = (copy.deepcopy(deployment), saved, mock_random.getstate())
+    referenced = backends(_REFERENCED)
+    kept = {id(backend): backend for backend in referenced}
+    saved = [(backend, copy.deepcopy(backend.__dict__, {**kept, id(backend): backend})) for backend in backends(_DEPLOYED_TO)]
+    _deployments[key] = (copy.deepcopy(deployment), saved, referenced, mock_random.getstate())
     return deployment
 
 

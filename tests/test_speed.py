@@ -1,0 +1,84 @@
+"""emulator/speed.py changes no answer: a deployment restored from the cache is the account a fresh deployment
+gives, and runs on it do the same."""
+
+import json
+
+from emulator import speed, stack
+from emulator.runner import Emulator
+
+# Parameters no other test uses, so the first account below deploys through the API.
+PARAMETERS = {"SenderEmail": "rotation@example.com", "NotificationEmails": "team@example.com", "NoticeDays": "5"}
+FIXTURE = {
+    "start": "2026-01-05T06:00:00Z",
+    "verifiedEmails": ["rotation@example.com"],
+    "users": [{"name": "app", "tags": {"KeyRotation": "enabled"}, "keys": [{"ageDays": 85, "inSecret": True}]}],
+}
+
+
+def deployed_account() -> dict:
+    """What the stack created, as the APIs describe it."""
+    iam, functions, sfn, s3, sns = (stack.client(s) for s in ("iam", "lambda", "stepfunctions", "s3", "sns"))
+    roles = {
+        r["RoleName"]: {
+            "arn": r["Arn"], "created": r["CreateDate"].isoformat(), "trust": r["AssumeRolePolicyDocument"],
+            "policies": {p: iam.get_role_policy(RoleName=r["RoleName"], PolicyName=p)["PolicyDocument"]
+                         for p in iam.list_role_policies(RoleName=r["RoleName"])["PolicyNames"]},
+        }
+        for r in iam.list_roles()["Roles"]
+    }
+    lambdas = {
+        f["FunctionName"]: {k: f.get(k) for k in ("Role", "Handler", "Runtime", "Timeout", "MemorySize", "Environment")}
+        for f in functions.list_functions()["Functions"]
+    }
+    machines = [
+        {k: d[k] for k in ("name", "definition", "roleArn")}
+        for m in sfn.list_state_machines()["stateMachines"]
+        for d in [sfn.describe_state_machine(stateMachineArn=m["stateMachineArn"])]
+    ]
+    buckets = {
+        b["Name"]: {
+            "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=b["Name"])["Rules"],
+            "public access": s3.get_public_access_block(Bucket=b["Name"])["PublicAccessBlockConfiguration"],
+        }
+        for b in s3.list_buckets()["Buckets"]
+    }
+    topics = sorted(t["TopicArn"] for t in sns.list_topics()["Topics"])
+    return json.loads(json.dumps(
+        {"roles": roles, "functions": lambdas, "machines": machines, "buckets": buckets, "topics": topics}, default=str
+    ))
+
+
+def first_run(aws: Emulator) -> dict:
+    run = aws.scheduled_run()
+    return {"status": run.status, "output": run.output, "emails": [(e.subject, e.body) for e in run.emails],
+            "keys": aws.account_users()}
+
+
+def test_a_restored_deployment_is_the_account_a_fresh_one_gives_and_runs_the_same():
+    key = json.dumps([PARAMETERS, 0, "2026-01-05T06:00:00.000Z"], sort_keys=True)
+    assert key not in speed._deployments  # so the first account below deploys through the API
+
+    with Emulator(FIXTURE, PARAMETERS) as fresh:
+        assert key in speed._deployments
+        fresh_account, fresh_run = deployed_account(), first_run(fresh)
+    with Emulator(FIXTURE, PARAMETERS) as restored:
+        restored_account, restored_run = deployed_account(), first_run(restored)
+        log_backends = {id(f.logs_backend) for f in _lambda_backend().list_functions()}
+        live_log_backend = id(_logs_backend())
+
+    assert len(fresh_account["roles"]) >= 8 and len(fresh_account["functions"]) == 7
+    assert restored_account == fresh_account
+    assert restored_run == fresh_run and fresh_run["status"] == "SUCCEEDED"
+    assert log_backends == {live_log_backend}  # a restored function logs to the account's log backend
+
+
+def _lambda_backend():
+    from moto.awslambda_simple.models import lambda_simple_backends
+
+    return lambda_simple_backends[stack.ACCOUNT_ID][stack.REGION]
+
+
+def _logs_backend():
+    from moto.logs.models import logs_backends
+
+    return logs_backends[stack.ACCOUNT_ID][stack.REGION]
