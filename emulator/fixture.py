@@ -19,6 +19,8 @@ the account fixture (--account FILE, JSON; fixtures/demo-account.json is one):
     "start": "2026-01-05T06:00:00Z",             the clock when the account is seeded (ISO-8601 with a zone;
                                                  default: now): the demo's day 0, and the time of `run`
                                                  unless the execution input has a "time"
+    "seed": 0,                                   what every id is drawn from (default 0): the same fixture
+                                                 and seed print the same key ids
     "parameters": {"SenderEmail": "..."},        template parameter overrides; --param wins over them
     "verifiedEmails": ["rotation@example.com"],  SES identities verified in the account
     "users": [                                   the IAM users, created in this order
@@ -46,7 +48,7 @@ the account fixture (--account FILE, JSON; fixtures/demo-account.json is one):
   Any other field is an error, so that a typo cannot pass unnoticed.
 """
 
-FIXTURE_FIELDS = {"description", "start", "parameters", "verifiedEmails", "users"}
+FIXTURE_FIELDS = {"description", "start", "seed", "parameters", "verifiedEmails", "users"}
 USER_FIELDS = {"name", "path", "tags", "note", "keys"}
 KEY_FIELDS = {"ageDays", "created", "status", "inSecret", "inactiveDaysAgo", "lastUsed", "lastUsedHoursAgo", "lastUsedBy",
               "usedUntilDay", "note"}
@@ -92,6 +94,8 @@ def fixture_problems(fixture) -> list[str]:
     problems = _unknown_fields(fixture, FIXTURE_FIELDS, "the fixture")
     if "start" in fixture and not _is_time(fixture["start"]):
         problems.append(f"start {fixture['start']!r} is not an ISO-8601 time with a zone, e.g. 2026-01-05T06:00:00Z")
+    if "seed" in fixture and (not isinstance(fixture["seed"], int) or isinstance(fixture["seed"], bool)):
+        problems.append(f"seed {fixture['seed']!r} is not a whole number, e.g. 0")
     parameters = fixture.get("parameters", {})
     if not isinstance(parameters, dict) or not all(isinstance(v, (str, int, float)) for v in parameters.values()):
         problems.append('parameters must be an object of template parameter values, e.g. {"MaxKeyAgeDays": "30"}')

@@ -508,3 +508,4 @@ def test_no_document_points_outside_the_repository():
                 resolved = (page.parent / target.partition("#")[0]).resolve()
                 assert resolved == ROOT or ROOT in resolved.parents, f"{page.name} links outside the repository: {target}"
         assert not re.search(r"\.\./shared/|\bnotes/", text(page)), f"{page.name} points at notes outside the repository"
+        assert not re.search(r"\b(?:issue|pull request|PR)s? #?\d+\b", text(page)), f"{page.name} names an issue tracker's number"

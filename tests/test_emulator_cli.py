@@ -297,6 +297,8 @@ def test_the_fixture_checks_accept_the_demo_and_name_each_problem():
                     "keys": [{"ageDays": -1, "created": "2026-01-01", "inSecret": "yes", "status": "active"}]}]}
     )
     assert len(problems) == 6, problems  # tags, ageDays, both ageDays and created, created, status, inSecret
+    assert fixture.fixture_problems({"seed": 7}) == []
+    assert fixture.fixture_problems({"seed": "7"}) == ["seed '7' is not a whole number, e.g. 0"]
 
 
 def test_help_explains_the_fixture_format_the_exit_status_and_json(capsys):
