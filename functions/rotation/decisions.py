@@ -372,7 +372,7 @@ def _decide(user, keys, secret, now, policy, force, recorded_at) -> Decision:
                     "blocked",
                     f"rotation is due ({rotate_reason}), but the user has two Active keys, "
                     f"{' and '.join(k.id for k in active)}: IAM allows two, and an Active key is never deleted. "
-                    "Deactivate the one no consumer uses; the next run rotates",
+                    "Deactivate the one no consumer uses, and the next run rotates the user",
                 )
             delete_id = spare[0].id
         decision = Decision(

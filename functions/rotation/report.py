@@ -138,8 +138,13 @@ def _compact(entry: dict, detailed: bool) -> dict:
     """A user in the summary: the story (cut short) for the first users, problems first; the outcome and new key
     for the rest, so the summary stays small whatever the run's size."""
     if detailed:
-        return {**entry, "detail": entry["detail"][:MAX_DETAIL_CHARS]}
+        return {**entry, "detail": cut(entry["detail"])}
     return {k: v for k, v in entry.items() if k != "detail"}
+
+
+def cut(detail: str) -> str:
+    """At most MAX_DETAIL_CHARS, ending in "..." when cut, so that no one reads a cut sentence as a whole one."""
+    return detail if len(detail) <= MAX_DETAIL_CHARS else detail[: MAX_DETAIL_CHARS - 3].rstrip() + "..."
 
 
 def owner_emails(plan: dict, newsworthy: list[dict], summary: dict, settings) -> list[dict]:
@@ -337,7 +342,7 @@ def _body(summary: dict, newsworthy: list[dict], settings) -> str:
     elif summary.get("error"):
         lines += [f"The run failed before any user was processed: {summary['error']}", ""]
     for u in newsworthy[:MAX_DETAILED_USERS]:  # problems first
-        lines += user_paragraph({**u, "detail": u["detail"][:MAX_DETAIL_CHARS]}) + [""]
+        lines += user_paragraph({**u, "detail": cut(u["detail"])}) + [""]
     if len(newsworthy) > MAX_DETAILED_USERS:
         place = f"the full report, every user, is {summary['report']}" if summary.get("report") else "the execution's output lists them"
         lines += [f"... and {len(newsworthy) - MAX_DETAILED_USERS} more users: {place}.", ""]
