@@ -91,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print("\n".join([*error.details, f"error: {error}"]), file=sys.stderr)
         return EXIT_USAGE
-    except stack.TemplateError as error:
+    except stack.ParameterError as error:
         print(f"error: {error}: fix --param or the fixture's \"parameters\"", file=sys.stderr)
+        return EXIT_USAGE
+    except stack.TemplateError as error:
+        print(f"error: {error}: fix template.yaml or statemachine/rotation.asl.json, or teach emulator/stack.py what "
+              "they use", file=sys.stderr)
         return EXIT_USAGE
     except Exception:
         traceback.print_exc()

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from unittest import mock
 
 import decisions
+from botocore.exceptions import BotoCoreError, ClientError
 from moto import mock_aws
 from moto.moto_api._internal import mock_random
 
@@ -123,7 +124,10 @@ class Emulator:
             functions: dict = {}
             self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder, seed=seed))
             key = json.dumps([self.parameters, seed, self.clock.iso()], sort_keys=True)
-            self.deployment = speed.deployed(key, lambda: stack.deploy(self.parameters), stack.ACCOUNT_ID, stack.REGION)
+            try:
+                self.deployment = speed.deployed(key, lambda: stack.deploy(self.parameters), stack.ACCOUNT_ID, stack.REGION)
+            except (ClientError, BotoCoreError) as error:  # what an AWS API refused: the template's doing
+                raise stack.TemplateError(f"the stack could not be deployed: {error}") from error
             functions.update(self.deployment.functions)
             self.consumers = account.seed(self.fixture, self.clock.now, self.secret_prefix)
         except BaseException:

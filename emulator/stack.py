@@ -49,6 +49,10 @@ class TemplateError(Exception):
     """The template or a parameter value cannot be deployed."""
 
 
+class ParameterError(TemplateError):
+    """A parameter value the template does not accept: the person running the emulator gave it."""
+
+
 class _NoManagedPolicies:
     """The translator asks for AWS managed policy ARNs only if a template names one; this one names none."""
 
@@ -92,19 +96,19 @@ def parameter_values(template: dict, overrides: dict | None = None) -> dict[str,
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
-        raise TemplateError(f"unknown parameter(s) {', '.join(unknown)}; the template has {', '.join(declared)}")
+        raise ParameterError(f"unknown parameter(s) {', '.join(unknown)}; the template has {', '.join(declared)}")
     values = {}
     for name, spec in declared.items():
         value = str(overrides.get(name, spec.get("Default", "")))
         if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
-            raise TemplateError(f"parameter {name}={value!r} is not one of {spec['AllowedValues']}")
+            raise ParameterError(f"parameter {name}={value!r} is not one of {spec['AllowedValues']}")
         if "AllowedPattern" in spec and not _full_match(spec["AllowedPattern"], value):
-            raise TemplateError(f"parameter {name}={value!r}: {spec.get('ConstraintDescription', spec['AllowedPattern'])}")
+            raise ParameterError(f"parameter {name}={value!r}: {spec.get('ConstraintDescription', spec['AllowedPattern'])}")
         if spec.get("Type") == "Number":
             if not re.fullmatch(r"-?\d+", value):
-                raise TemplateError(f"parameter {name}={value!r} must be a number")
+                raise ParameterError(f"parameter {name}={value!r} must be a number")
             if "MinValue" in spec and int(value) < int(spec["MinValue"]):
-                raise TemplateError(f"parameter {name}={value} is below its minimum {spec['MinValue']}")
+                raise ParameterError(f"parameter {name}={value} is below its minimum {spec['MinValue']}")
         values[name] = value
     return values
 

@@ -11,8 +11,9 @@ import re
 from types import SimpleNamespace
 
 import pytest
+from botocore.exceptions import ClientError
 
-from emulator import cli, commands, fixture, printing, snapshot, stack
+from emulator import cli, commands, fixture, printing, snapshot, speed, stack
 from emulator.runner import Email, Emulator, Run
 
 EVENTS = stack.ROOT / "events"
@@ -239,6 +240,23 @@ def test_a_usage_or_input_error_ends_with_what_to_fix(argv, line, capsys):
 
     captured = capsys.readouterr()
     assert captured.out == "" and last_line(captured.err) == line
+
+
+@pytest.mark.parametrize("refusal", [
+    stack.TemplateError("Fn::Cidr is not supported by the emulator"),
+    ClientError({"Error": {"Code": "ValidationError", "Message": "bad role"}}, "CreateRole"),
+], ids=["unsupported", "refused by an API"])
+def test_a_template_the_emulator_cannot_deploy_says_to_fix_the_template_not_the_parameters(refusal, capsys, monkeypatch):
+    def deploy(*args, **kwargs):
+        raise refusal
+
+    monkeypatch.setattr(stack, "deploy", deploy)
+    monkeypatch.setattr(speed, "_deployments", {})  # no cached deployment to restore
+
+    assert cli.main(["demo"]) == 2
+    line = last_line(capsys.readouterr().err)
+    assert line.endswith(": fix template.yaml or statemachine/rotation.asl.json, or teach emulator/stack.py what they use")
+    assert "Fn::Cidr" in line or "the stack could not be deployed: An error occurred (ValidationError)" in line
 
 
 def test_a_bad_parameter_is_refused_with_a_clear_message(capsys):
