@@ -154,3 +154,13 @@ def test_the_sender_and_region_sam_saved_in_samconfig_are_the_ones_checked(capsy
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+def test_the_profile_sam_saved_in_samconfig_is_the_one_checked(capsys, tmp_path, monkeypatch):
+    (tmp_path / "samconfig.toml").write_text('version = 0.1\n[default.deploy.parameters]\nprofile = "rotation-admin"\n')
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-such-config"))
+
+    assert the_one_line(capsys, tmp_path / "samconfig.toml") == (
+        1, "The config profile (rotation-admin) could not be found: run `aws configure --profile rotation-admin`, or "
+        "change profile in samconfig.toml"
+    )

@@ -68,10 +68,11 @@ def check(config: Path, stdin) -> str:
         raise Problem(NO_TERMINAL)
     deploy = _deploy_parameters(config)
     try:
-        session = boto3.Session()
+        session = boto3.Session(profile_name=deploy.get("profile"))  # samconfig.toml's profile wins, as in sam
     except ProfileNotFound as error:
         profile = error.kwargs["profile"]
-        raise Problem(f"{error}: run `aws configure --profile {profile}`, or unset AWS_PROFILE") from None
+        named_by = f"change profile in {config.name}" if deploy.get("profile") else "unset AWS_PROFILE"
+        raise Problem(f"{error}: run `aws configure --profile {profile}`, or {named_by}") from None
     # As sam picks it: samconfig.toml's, else boto3's (AWS_DEFAULT_REGION, then the profile's). Not AWS_REGION:
     # botocore, and so sam, never read it.
     region = deploy.get("region") or session.region_name
