@@ -28,12 +28,7 @@ EXIT_OK, EXIT_RUN_FAILED, EXIT_BROKEN_PROMISE = 0, 1, 3
 def walk(fixture: dict, days: list[int], overrides: dict, source: Path, as_json: bool = False) -> int:
     """The demo: the daily schedule on each of ``days`` (days after the fixture's start)."""
     with Progress() as progress, _emulator(fixture, overrides, progress) as aws, _stdout_kept_for_json(as_json):
-        before = {"time": decisions.format_time(aws.clock.now), "users": account_state(aws, aws.users)}
-        progress.clear()
-        if not as_json:
-            print_header(aws, source)
-            print(f"\nThe account on day 0 ({aws.clock.now:%Y-%m-%d}), before any run:")
-            print_account(before["users"])
+        before = _account_before(aws, progress, source, f"on day 0 ({aws.clock.now:%Y-%m-%d}), before any run", as_json)
         runs, records, day = [], [], 0
         for number, target in enumerate(days, 1):
             progress.show(f"run {number}/{len(days)} (day {target}) ...")
@@ -53,6 +48,17 @@ def walk(fixture: dict, days: list[int], overrides: dict, source: Path, as_json:
     return _emit(document, as_json)
 
 
+def _account_before(aws: Emulator, progress: Progress, source: Path, when: str, as_json: bool) -> dict:
+    """The account before the first run: recorded for the document, and printed (unless --json)."""
+    before = {"time": decisions.format_time(aws.clock.now), "users": account_state(aws, aws.users)}
+    progress.clear()
+    if not as_json:
+        print_header(aws, source)
+        print(f"\nThe account {when}:")
+        print_account(before["users"])
+    return before
+
+
 def run_one(
     fixture: dict, execution_input, overrides: dict, source: Path, account_source: Path = DEMO_FIXTURE, as_json: bool = False
 ) -> int:
@@ -61,12 +67,7 @@ def run_one(
         if isinstance(execution_input, dict) and "time" in execution_input:
             with contextlib.suppress(ValueError):  # a bad time is the run's to reject, with its message
                 aws.move_to(decisions.parse_time(execution_input["time"]))
-        before = {"time": decisions.format_time(aws.clock.now), "users": account_state(aws, aws.users)}
-        progress.clear()
-        if not as_json:
-            print_header(aws, account_source)
-            print(f"\nThe account before the run ({decisions.format_time(aws.clock.now)}):")
-            print_account(before["users"])
+        before = _account_before(aws, progress, account_source, f"before the run ({decisions.format_time(aws.clock.now)})", as_json)
         progress.show("run 1/1 ...")
         run = aws.start(json.dumps(execution_input))
         record = run_record(aws, run, execution_input, None)
