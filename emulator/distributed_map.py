@@ -195,46 +195,38 @@ def distributed_map(clock):
 
     # --- workers take item after item, without recursion -------------------------------------------------------
 
-    def inline_pool_in_a_loop(worker, job, worker_frame):
-        while True:
-            if job is None:
-                worker._env.close_frame(worker_frame)
-                return
-            job_frame = worker_frame.open_inner_frame()
-            worker._eval_job(env=job_frame, job=job)
-            worker_frame.close_frame(job_frame)
-            if isinstance(job.job_output, Exception) or worker.stopped():
-                worker._env.close_frame(worker_frame)
-                worker._job_pool.close_job(job)
-                return
-            next_job = worker._job_pool.next_job()
-            if next_job is None:
-                worker_frame.event_history_context.source_event_id = job_frame.event_history_context.last_published_event_id
-                worker._env.close_frame(worker_frame)
-                worker._job_pool.close_job(job)
-                return
-            worker._job_pool.close_job(job)
-            job = next_job
+    def pool_in_a_loop(inline: bool):
+        """A worker's _eval_pool as a loop. An inline Map's iteration frames are closed, and the worker's next
+        iteration continues the history from the last one's end; a Distributed Map's child frames are deleted
+        (each child execution has a history of its own)."""
 
-    def distributed_pool_in_a_loop(worker, job, worker_frame):
-        while True:
-            if job is None:
-                worker._env.delete_frame(worker_frame)
-                return
-            job_frame = worker_frame.open_inner_frame()
-            worker._eval_job(env=job_frame, job=job)
-            worker_frame.delete_frame(job_frame)
-            if isinstance(job.job_output, Exception) or worker.stopped():
-                worker._env.delete_frame(worker_frame)
+        def end(owner, frame):
+            (owner.close_frame if inline else owner.delete_frame)(frame)
+
+        def loop(worker, job, worker_frame):
+            while True:
+                if job is None:
+                    end(worker._env, worker_frame)
+                    return
+                job_frame = worker_frame.open_inner_frame()
+                worker._eval_job(env=job_frame, job=job)
+                end(worker_frame, job_frame)
+                if isinstance(job.job_output, Exception) or worker.stopped():
+                    end(worker._env, worker_frame)
+                    worker._job_pool.close_job(job)
+                    return
+                next_job = worker._job_pool.next_job()
+                if next_job is None:
+                    if inline:
+                        last = job_frame.event_history_context.last_published_event_id
+                        worker_frame.event_history_context.source_event_id = last
+                    end(worker._env, worker_frame)
+                    worker._job_pool.close_job(job)
+                    return
                 worker._job_pool.close_job(job)
-                return
-            next_job = worker._job_pool.next_job()
-            if next_job is None:
-                worker._env.delete_frame(worker_frame)
-                worker._job_pool.close_job(job)
-                return
-            worker._job_pool.close_job(job)
-            job = next_job
+                job = next_job
+
+        return loop
 
     # --- failure tolerance ---------------------------------------------------------------------------------------
 
@@ -333,8 +325,8 @@ def distributed_map(clock):
 
     patches = [
         mock.patch.object(distributed_worker.DistributedItemProcessorWorker, "_eval_job", eval_job_as_a_child_execution),
-        mock.patch.object(distributed_worker.DistributedItemProcessorWorker, "_eval_pool", distributed_pool_in_a_loop),
-        mock.patch.object(iteration_worker.IterationWorker, "_eval_pool", inline_pool_in_a_loop),
+        mock.patch.object(distributed_worker.DistributedItemProcessorWorker, "_eval_pool", pool_in_a_loop(inline=False)),
+        mock.patch.object(iteration_worker.IterationWorker, "_eval_pool", pool_in_a_loop(inline=True)),
         mock.patch.object(DistributedIterationComponent, "_map_run", map_run_within_tolerance),
         mock.patch.object(ResourceEvalS3, "_handle_put_object", staticmethod(write_results_as_aws_does)),
         mock.patch.object(ResultWriter, "_eval_body", parameters_from_the_state_input),
