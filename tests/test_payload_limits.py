@@ -232,3 +232,19 @@ def test_lifecycle_events_name_every_change_and_only_key_ids():
     ]
     assert all(d["schemaVersion"] == "1" and d["run"] == "run-1" and d["account"] == "123456789012" for _, d in events)
     assert report.lifecycle_events({**plan, "dryRun": True}, results, "run-1", "123456789012") == []
+
+
+@pytest.mark.parametrize("length, shown", [
+    (report.MAX_DETAIL_CHARS, "whole"),
+    (report.MAX_DETAIL_CHARS + 1, "cut"),
+])
+def test_a_detail_past_its_maximum_is_cut_and_says_so(length, shown):
+    detail = ("word " * length)[:length]
+
+    result = report.cut(detail)
+
+    assert len(result) <= report.MAX_DETAIL_CHARS
+    if shown == "whole":
+        assert result == detail
+    else:
+        assert result.endswith("...") and detail.startswith(result[:-3])
