@@ -24,8 +24,12 @@ IAM and STS
 - two keys per user, even for two CreateAccessKey calls at once (strict_aws: one call at a time);
 - ListUsers and GetAccountAuthorizationDetails return pages of at most MaxItems (default 100) with a Marker;
   moto returns one page;
-- GetCallerIdentity rejects a key that is not an Active key of an IAM user (InvalidClientTokenId); moto answers
-  "user/moto" for any key. (The signature is not checked: a wrong secret still passes.)
+- GetCallerIdentity rejects a key that is not an Active key of an IAM user or a role session's
+  (InvalidClientTokenId); moto answers "user/moto" for any key. (The signature is not checked: a wrong secret
+  still passes.)
+Several accounts (cross_account, whose docstring lists each)
+- a Task's Credentials act in their role's account; AssumeRole checks that the role exists and trusts the caller;
+  a Lambda handler runs as its function's role.
 Secrets Manager
 - a name takes letters, digits and /_+=.@- only: CreateSecret refuses others (ValidationException) (strict_aws);
 - its store survives a parallel Map: moto's is not thread-safe (strict_aws: one call at a time);
@@ -58,6 +62,7 @@ from unittest import mock
 import boto3
 from botocore.config import Config
 
+from .cross_account import TaskRole, several_accounts
 from .deterministic import key_ids_of_their_own
 from .distributed_map import distributed_map
 from .speed import faster_emulation
@@ -65,6 +70,8 @@ from .strict_aws import strict_aws
 
 # AWS's service part of aws-sdk error names (ServiceName.ErrorNameException).
 SERVICE_ERROR_NAMES = {"iam": "Iam", "secretsmanager": "SecretsManager", "ses": "Ses", "sns": "Sns", "sts": "Sts", "lambda": "Lambda", "sfn": "Sfn"}
+# The interpreter's clients: one attempt each (Retry is the state machine's), no client-side validation.
+SDK_TASK_CONFIG = Config(parameter_validation=False, retries={"total_max_attempts": 1})
 
 
 class Clock:
@@ -185,16 +192,15 @@ def faithful_moto(
     recorder = recorder or Recorder()
     clients: dict[tuple[str, str], object] = {}
     sdk_task = state_task_service_aws_sdk.StateTaskServiceAwsSdk
+    accounts = None  # cross_account.Accounts, when strict
 
     def cached_client(region, service, state_credentials=None):
+        if isinstance(state_credentials, TaskRole):  # a Task with Credentials (strict only): the role's account
+            return accounts.task_client(region, service, state_credentials, SDK_TASK_CONFIG)
         key = (region, service)
         if key not in clients:
             clients[key] = boto3.client(
-                service,
-                region_name=region,
-                aws_access_key_id="ak",
-                aws_secret_access_key="sk",
-                config=Config(parameter_validation=False, retries={"total_max_attempts": 1}),
+                service, region_name=region, aws_access_key_id="ak", aws_secret_access_key="sk", config=SDK_TASK_CONFIG
             )
         return clients[key]
 
@@ -227,8 +233,9 @@ def faithful_moto(
         fn = backend.get_function(function_name, qualifier)
         code_dir, handler_path = functions[fn.function_name]
         event = json.loads(body or "{}")
+        environment = {**(fn.environment_vars or {}), **(accounts.environment_of(fn) if accounts else {})}
         try:
-            result = _call_handler(code_dir, handler_path, fn.environment_vars or {}, event, fn.timeout)
+            result = _call_handler(code_dir, handler_path, environment, event, fn.timeout)
         except Exception as error:  # Lambda reports an unhandled error this way
             response_headers["x-amz-function-error"] = "Unhandled"
             result = {"errorType": type(error).__name__, "errorMessage": str(error)}
@@ -262,6 +269,9 @@ def faithful_moto(
         from moto.iam.models import iam_backends
         from moto.sts.exceptions import STSClientError
 
+        session = backend.get_assumed_role_from_access_key(access_key_id)
+        if session is not None:  # a role session's keys, as moto answers them
+            return session.user_id, session.arn, session.account_id
         iam = iam_backends[backend.account_id][backend.partition]
         user = iam.get_user_from_access_key_id(access_key_id)
         key = user and next(k for k in user.access_keys if k.access_key_id == access_key_id)
@@ -302,6 +312,7 @@ def faithful_moto(
         if strict:
             stack.enter_context(strict_aws(clock))
             recorder.child_executions = stack.enter_context(distributed_map(clock))
+            accounts = stack.enter_context(several_accounts(seed))
         stack.callback(interpreter_log.setLevel, interpreter_log.level)
         interpreter_log.setLevel(logging.CRITICAL)
         yield recorder
