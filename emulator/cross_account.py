@@ -11,6 +11,8 @@ Where moto differs from AWS, one line each (each with a test in tests/test_cross
 - a Lambda handler runs as its function's role: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN of a
   session named after the function (GetCallerIdentity: assumed-role/<role>/<function>); moto's handlers would use
   the process's keys, which GetCallerIdentity refuses;
+- ListAccounts in an account that is in no organization fails with AWSOrganizationsNotInUseException; moto lists
+  no account;
 - boto3's default session in a handler takes that invocation's keys: on AWS each function has its own process, here
   they share one, whose default session would keep the first keys it read.
 Trust policies as evaluated: Allow and Deny statements whose Action (or NotAction) covers sts:AssumeRole; Principal
@@ -404,9 +406,20 @@ def several_accounts(seed: int = 0):
             return TaskRole(credentials.role_arn, env.aws_execution_details.role_arn)
         return credentials
 
+    from moto.organizations.exceptions import AWSOrganizationsNotInUseException
+    from moto.organizations.models import OrganizationsBackend
+
+    list_accounts = OrganizationsBackend.list_accounts
+
+    def list_accounts_of_an_organization(backend, *args, **kwargs):
+        if backend.org is None:
+            raise AWSOrganizationsNotInUseException()
+        return list_accounts(backend, *args, **kwargs)
+
     random_session_token = sts_models.random_session_token
     default_session = boto3._get_default_session
     patches = [
+        mock.patch.object(OrganizationsBackend, "list_accounts", list_accounts_of_an_organization),
         mock.patch.object(TokenResponse, "assume_role", assume_role_if_trusted),
         mock.patch.object(sts_models, "random_session_token", lambda: accounts.session_token(random_session_token)),
         mock.patch.object(state_task.StateTask, "_eval_state_credentials", credentials_with_their_assumer),

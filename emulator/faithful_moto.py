@@ -8,7 +8,8 @@ Step Functions
 - aws-sdk Tasks take and return PascalCase members for every service (sfn's camelCase API included); moto
   passes both as given;
 - ``lambda:invoke`` runs the real handler from its code directory, one at a time, with the function's environment
-  seen by that invocation's thread only (each invocation has its own environment on AWS);
+  seen by that invocation's thread only (each invocation has its own environment on AWS), and by the threads the
+  handler starts (the environment is its process's on AWS);
 - time passes with every AWS call and state transition; ``$$.State.EnteredTime`` has milliseconds and a Z (strict_aws);
 - a Distributed Map's items are child executions with their own histories, listed by map run (distributed_map);
 - a Distributed Map past its ToleratedFailureCount/Percentage fails with States.ExceedToleratedFailureThreshold;
@@ -26,7 +27,7 @@ IAM and STS
   moto returns one page;
 - GetCallerIdentity rejects a key that is not an Active key of an IAM user or a role session's
   (InvalidClientTokenId); moto answers "user/moto" for any key. (The signature is not checked: a wrong secret
-  still passes.)
+  still passes.) The emulator's own calls answer as the default account's root, as moto does.
 Several accounts (cross_account, whose docstring lists each)
 - a Task's Credentials act in their role's account; AssumeRole checks that the role exists and trusts the caller;
   a Lambda handler runs as its function's role.
@@ -272,6 +273,8 @@ def faithful_moto(
         session = backend.get_assumed_role_from_access_key(access_key_id)
         if session is not None:  # a role session's keys, as moto answers them
             return session.user_id, session.arn, session.account_id
+        if access_key_id in _EMULATOR_KEYS:  # the emulator's own calls: moto's default identity, as moto answers it
+            return backend.account_id, f"arn:aws:iam::{backend.account_id}:root", backend.account_id
         iam = iam_backends[backend.account_id][backend.partition]
         user = iam.get_user_from_access_key_id(access_key_id)
         key = user and next(k for k in user.access_keys if k.access_key_id == access_key_id)
@@ -346,6 +349,11 @@ def _call_handler(code_dir: Path, handler_path: str, environment: dict, event: d
         return handler(event, Context())
 
 
+# The keys the emulator itself calls with (moto's mock environment, runner.FAKE_ENVIRONMENT, cross_account's management clients): never an IAM
+# user's key (those are 20 characters), so a deleted or unknown user key is still refused.
+_EMULATOR_KEYS = frozenset({"FOOBARKEY", "testing", "emulator", "AKIAEXAMPLE"})  # the last: moto's when it reads none
+
+
 # One handler at a time: the functions share the process's modules (and their clients), and a parallel Map
 # invokes Lambdas from several threads.
 _HANDLER_LOCK = threading.Lock()
@@ -405,9 +413,30 @@ def environment_of_each_invocation():
     original = os.environ._data
     _ENVIRON = _EnvironOfEachInvocation(original)
     os.environ._data = _ENVIRON
+    start = threading.Thread.start
+
+    def start_in_the_invocations_environment(thread):
+        # On AWS a function's environment is its process's: a thread the handler starts (a ThreadPoolExecutor's
+        # worker) sees it too, not only the thread the invocation came in on.
+        variables = _ENVIRON._mine()
+        if variables:
+            run = thread.run
+
+            def run_in_it():
+                _ENVIRON._invocation.variables = variables
+                try:
+                    run()
+                finally:
+                    _ENVIRON._invocation.variables = None
+
+            thread.run = run_in_it
+        return start(thread)
+
+    threading.Thread.start = start_in_the_invocations_environment
     try:
         yield
     finally:
+        threading.Thread.start = start
         original.clear()
         original.update(dict.items(_ENVIRON))
         os.environ._data = original

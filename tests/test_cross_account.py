@@ -334,3 +334,17 @@ def test_client_in_refuses_an_account_whose_role_does_not_trust_the_management_a
         assert client_in(member, "sts").get_caller_identity()["Arn"] == (
             f"arn:aws:sts::{member}:assumed-role/OrganizationAccountAccessRole/emulator"
         )
+
+
+def test_listing_accounts_outside_any_organization_is_refused_as_aws_refuses_it():
+    """A hub with TargetAccounts=ORGANIZATION in an account that is in no organization: AWS refuses ListAccounts;
+    moto lists no account, and the hub would manage nothing without a word."""
+
+    def check():
+        with pytest.raises(ClientError, match="AWSOrganizationsNotInUseException"):
+            client("organizations").list_accounts()
+
+    with mock_aws(config=MOTO_CONFIG), faithful_moto(Clock(START), {}, strict=True):
+        check()
+    with mock_aws(config=MOTO_CONFIG), faithful_moto(Clock(START), {}, strict=False), pytest.raises(pytest.fail.Exception):
+        check()

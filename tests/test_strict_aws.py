@@ -271,3 +271,40 @@ def test_a_functions_environment_is_its_invocations_alone(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("env_handler", None)
+
+
+THREADING_HANDLER = '''
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+
+def handler(event, context):
+    with ThreadPoolExecutor(2) as pool:
+        return {"inWorkers": list(pool.map(lambda _: os.environ.get("ONLY_MINE"), range(2)))}
+'''
+
+
+def test_threads_a_handler_starts_see_its_functions_environment(tmp_path):
+    # On AWS a function's environment is its process's: the workers of a handler's ThreadPoolExecutor (the planning
+    # functions read accounts and users in parallel) see it. With the invocation's variables kept per thread, they
+    # did not, and called with the process's keys instead of the function role's.
+    (tmp_path / "threading_handler.py").write_text(THREADING_HANDLER)
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with mock_aws(config=MOTO_CONFIG):
+            functions = {"threads-fn": (tmp_path, "threading_handler.handler")}
+            with faithful_moto(Clock(START), functions, strict=True):
+                trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+                role = iam().create_role(RoleName="threads-fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+                lam = boto3.client("lambda")
+                lam.create_function(
+                    FunctionName="threads-fn", Runtime="python3.12", Role=role, Handler="threading_handler.handler",
+                    Code={"ZipFile": b"emulated"}, Environment={"Variables": {"ONLY_MINE": "yes"}},
+                )
+                answer = json.loads(lam.invoke(FunctionName="threads-fn")["Payload"].read())
+        assert answer == {"inWorkers": ["yes", "yes"]}
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("threading_handler", None)
