@@ -9,7 +9,7 @@ Step Functions
   passes both as given;
 - ``lambda:invoke`` runs the real handler from its code directory, one at a time, with the function's environment
   seen by that invocation's thread only (each invocation has its own environment on AWS), and by the threads the
-  handler starts (the environment is its process's on AWS);
+  handler starts (the environment is its process's on AWS); each emulated account starts with cold functions;
 - time passes with every AWS call and state transition; ``$$.State.EnteredTime`` has milliseconds and a Z (strict_aws);
 - a Distributed Map's items are child executions with their own histories, listed by map run (distributed_map);
 - a Distributed Map past its ToleratedFailureCount/Percentage fails with States.ExceedToleratedFailureThreshold;
@@ -310,6 +310,7 @@ def faithful_moto(
         for patch in patches:
             stack.enter_context(patch)
         stack.enter_context(environment_of_each_invocation())
+        _cold_functions()
         stack.enter_context(faster_emulation())
         stack.enter_context(key_ids_of_their_own(seed))
         if strict:
@@ -347,6 +348,15 @@ def _call_handler(code_dir: Path, handler_path: str, environment: dict, event: d
 
     with _HANDLER_LOCK, _ENVIRON.of_this_thread(environment):
         return handler(event, Context())
+
+
+def _cold_functions() -> None:
+    """Each emulated account starts with cold functions: a warm Lambda keeps what its modules cached (clients, the
+    member role sessions reading.in_account assumed) only while its container lives, and a session from an
+    earlier moto state would act in whichever account moto maps an unknown key to."""
+    reading = sys.modules.get("reading")
+    if reading is not None:
+        reading.forget_sessions()
 
 
 # The keys the emulator itself calls with (moto's mock environment, runner.FAKE_ENVIRONMENT, cross_account's management clients): never an IAM

@@ -337,7 +337,8 @@ def _physical_ids(logical: str, resource: dict, resolver: Resolver) -> dict[str,
     kind = resource["Type"]
     name = f"{STACK_NAME}-{logical}"
     if kind == "AWS::IAM::Role":
-        return {"Ref": name, "Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"}
+        role = resolver.resolve(props["RoleName"]) if "RoleName" in props else name
+        return {"Ref": role, "Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"}
     if kind == "AWS::Lambda::Function":
         return {"Ref": name, "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"}
     if kind == "AWS::StepFunctions::StateMachine":

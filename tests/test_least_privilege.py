@@ -18,15 +18,24 @@ USER_ARN = f"arn:aws:iam::{ACCOUNT}:user/*"
 SECRETS_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:iam-key-rotation/*"
 MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STACK}-rotation"
 RUN_RECORDS = f"arn:aws:s3:::key-rotation-runs-{stack.PSEUDO_PARAMETERS['AWS::StackId'].rsplit('/', 1)[1]}/runs/*"
-# What each function may do, and nothing more (the key check, which reads secrets, has its own test).
+MEMBER = "iam-key-rotation-member"
+MEMBER_ROLES = f"arn:aws:iam::*:role/{MEMBER}"  # the member role, in whichever managed account
+# What each function may do, and nothing more: in a managed account, only what the member role there allows.
 READS = {
-    "PlanRunFunction": {"iam:GetAccountAuthorizationDetails", "iam:GetUser", "secretsmanager:ListSecrets", "states:ListExecutions"},
-    "PlanBatchFunction": {"iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "secretsmanager:GetResourcePolicy"},
+    "PlanRunFunction": {"sts:AssumeRole", "states:ListExecutions"},
+    "PlanBatchFunction": {"sts:AssumeRole"},
     "QueueActionsFunction": {"s3:GetObject"},
-    "KeyStatusFunction": {"iam:ListAccessKeys"},
-    "ReconcileFunction": {"iam:ListAccessKeys", "secretsmanager:DescribeSecret"},
+    "KeyStatusFunction": {"sts:AssumeRole"},
+    "ReconcileFunction": {"sts:AssumeRole"},
     "ReportFunction": {"s3:GetObject", "events:PutEvents"},
+    "KeyCheckFunction": {"sts:AssumeRole"},
 }
+# The hub's roles that may assume a member role: the state machine (its Tasks' Credentials) and these functions.
+HUB_ROLES = {
+    f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}-hub-{suffix}"
+    for suffix in ("state-machine", "plan-run", "plan-batch", "key-status", "reconcile", "key-check")
+}
+ORGANIZATION = {"TargetAccounts": "ORGANIZATION"}
 WRITES_RUN_RECORDS = {"PlanRunFunction", "QueueActionsFunction", "ReportFunction"}
 GIVEN_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0f0f0f-aaaa-bbbb-cccc-000000000000"
 CONSUMER = f"arn:aws:iam::{ACCOUNT}:role/payments-service"
@@ -48,6 +57,8 @@ NO_RESOURCE_SCOPE = {
     "iam:GetAccountAuthorizationDetails",  # every user and its tags in bulk: metadata, never a secret
     "secretsmanager:ListSecrets",  # the plan filters by SecretNamePrefix; it lists metadata, never values
     "ses:SendEmail",  # scoped by its ses:FromAddress condition instead (checked below)
+    # the accounts of the organization or of the listed OUs: the function checks the ids against TargetAccounts
+    "organizations:ListAccounts", "organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent",
     "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
 }
@@ -78,7 +89,7 @@ def role_statements(role: dict) -> list[dict]:
 
 def role_of(resources: dict, logical: str) -> dict:
     arn = resources[logical]["Role"] if "Role" in resources[logical] else resources[logical]["RoleArn"]
-    (role,) = [r for k, r in roles(resources).items() if arn.endswith("/" + f"{STACK}-{k}")]
+    (role,) = [r for k, r in roles(resources).items() if arn.endswith("/" + r.get("RoleName", f"{STACK}-{k}"))]
     return role
 
 
@@ -103,17 +114,47 @@ def test_star_resources_only_where_iam_offers_no_resource_scope(template):
                 assert set(as_list(statement["Action"])) <= NO_RESOURCE_SCOPE, f"{name}: {statement}"
 
 
-def test_rotation_role_writes_keys_only_of_users_under_the_path_and_only_rotation_secrets(template):
+def test_only_the_member_role_writes_keys_of_users_under_the_path_and_rotation_secrets(template):
     _, resources = template
-    statements = role_statements(role_of(resources, "RotationStateMachine"))
+    member = role_statements(resources["MemberRole"])
     for action in ("iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:TagUser", "iam:UntagUser"):
-        grants = granted(statements, action)
-        assert grants and all(as_list(s["Resource"]) == [USER_ARN] for s in grants), action
-    for action in ("secretsmanager:PutSecretValue", "secretsmanager:CreateSecret"):
-        grants = granted(statements, action)
+        grants = granted(member, action)
+        assert grants and all(as_list(s["Resource"]) == [f"arn:aws:iam::{ACCOUNT}:user/*"] for s in grants), action
+    for action in ("secretsmanager:PutSecretValue", "secretsmanager:CreateSecret", "secretsmanager:GetSecretValue"):
+        grants = granted(member, action)
         assert grants and all(as_list(s["Resource"]) == [SECRETS_ARN] for s in grants), action
-    assert not granted(statements, "secretsmanager:GetSecretValue"), "the state machine never reads a secret"
-    assert not granted(statements, "iam:CreateUser") and not granted(statements, "iam:AttachUserPolicy")
+    assert not granted(member, "iam:CreateUser") and not granted(member, "iam:AttachUserPolicy")
+    assert not granted(member, "sts:AssumeRole")
+    # The hub's own roles hold no key or secret permission: they act in an account only as its member role.
+    for name, role in roles(resources).items():
+        if name != "MemberRole":
+            for action in ("iam:CreateAccessKey", "iam:ListAccessKeys", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue"):
+                assert not granted(role_statements(role), action), (name, action)
+            for grant in granted(role_statements(role), "sts:AssumeRole"):
+                assert grant["Resource"] == MEMBER_ROLES, name
+
+
+def test_the_member_role_is_trusted_only_by_the_hubs_named_roles(template):
+    _, resources = template
+    member = resources["MemberRole"]
+    assert member["RoleName"] == MEMBER
+    (trust,) = member["AssumeRolePolicyDocument"]["Statement"]
+    assert (trust["Effect"], trust["Action"], set(trust["Principal"]["AWS"])) == ("Allow", "sts:AssumeRole", HUB_ROLES)
+    assert {r["RoleName"] for r in roles(resources).values() if "RoleName" in r} >= {arn.rsplit("/", 1)[1] for arn in HUB_ROLES}
+
+
+def test_a_hub_of_other_accounts_creates_no_member_role_here_and_lists_the_organization():
+    resources = deployed(ORGANIZATION)
+    assert "MemberRole" not in resources
+    machine = resources["RotationStateMachine"]
+    # Secrets are created under each member account's own key (member/template.yaml's alias).
+    assert machine["DefinitionSubstitutions"]["SecretsKmsKeyArn"] == f"alias/{MEMBER}-secrets"
+    statements = role_statements(role_of(resources, "PlanRunFunction"))
+    assert {a for s in statements for a in as_list(s["Action"])} == READS["PlanRunFunction"] | {
+        "organizations:ListAccounts", "organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent", "s3:PutObject"
+    }
+    decrypters = {p for s in resources["RotationKey"]["KeyPolicy"]["Statement"] for p in as_list(s["Principal"].get("AWS", []))}
+    assert not any(MEMBER + "-hub" not in p and p.endswith("/" + MEMBER) for p in decrypters)
 
 
 def test_report_email_only_from_the_sender(template):
@@ -139,14 +180,20 @@ def test_each_function_reads_only_what_it_needs_and_never_a_secret_value(templat
     if function == "PlanRunFunction":
         (listing,) = granted(statements, "states:ListExecutions")
         assert listing["Resource"] == MACHINE_ARN
+    for statement in granted(statements, "sts:AssumeRole"):  # only the member roles
+        assert statement["Resource"] == MEMBER_ROLES, statement
     for statement in granted(statements, "events:PutEvents"):  # only the one bus
         assert statement["Resource"] == f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default", statement
-    for statement in granted(statements, "iam:GetAccessKeyLastUsed"):  # only keys of managed users
+
+
+def test_the_member_role_reads_metadata_of_users_and_only_rotation_secrets(template):
+    _, resources = template
+    member = role_statements(resources["MemberRole"])
+    for statement in granted(member, "iam:GetAccessKeyLastUsed"):  # only keys of managed users
         assert as_list(statement["Resource"]) == [USER_ARN], statement
-    for action in ("iam:ListAccessKeys", "secretsmanager:GetResourcePolicy", "secretsmanager:DescribeSecret"):
-        for statement in granted(statements, action):
-            if function in ("KeyStatusFunction", "ReconcileFunction"):
-                assert as_list(statement["Resource"]) == [USER_ARN if action.startswith("iam:") else SECRETS_ARN], statement
+    for action in ("secretsmanager:GetResourcePolicy", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"):
+        (statement,) = granted(member, action)
+        assert as_list(statement["Resource"]) == [SECRETS_ARN], statement
 
 
 def test_the_state_machine_reads_and_writes_only_its_own_run_records_and_child_executions(template):
@@ -181,13 +228,15 @@ def test_a_given_run_bucket_replaces_the_stack_bucket():
     assert [g["Resource"] for g in grants] == ["arn:aws:s3:::platform-run-records/runs/*"]
 
 
-def test_the_key_check_function_reads_only_rotation_secrets(template):
-    parameters, resources = template
-    statements = role_statements(role_of(resources, "KeyCheckFunction"))
-    actions = {a for s in statements for a in as_list(s["Action"])}
-    assert actions == ({"secretsmanager:GetSecretValue", "kms:Decrypt"} if "KmsKeyArn" in parameters else {"secretsmanager:GetSecretValue"})
-    (reading,) = granted(statements, "secretsmanager:GetSecretValue")
-    assert reading["Resource"] == SECRETS_ARN
+def test_the_key_check_reads_one_secret_per_session():
+    """Of all the member role allows, the key check's session may only read the one secret it checks."""
+    import key_check
+
+    policy = key_check._read_secret_only("aws", "111111111111", "iam-key-rotation/app")
+    actions = {a: s for s in policy["Statement"] for a in as_list(s["Action"])}
+    assert set(actions) == {"secretsmanager:GetSecretValue", "kms:Decrypt"}
+    assert actions["secretsmanager:GetSecretValue"]["Resource"] == "arn:aws:secretsmanager:*:111111111111:secret:iam-key-rotation/app-??????"
+    assert actions["kms:Decrypt"]["Condition"] == {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}}
 
 
 def test_the_permissions_boundary_applies_to_every_role(template):
@@ -199,6 +248,8 @@ def test_the_permissions_boundary_applies_to_every_role(template):
 def test_every_role_is_assumable_only_by_its_service(template):
     _, resources = template
     for name, role in roles(resources).items():
+        if name == "MemberRole":  # the hub's roles assume it (test above)
+            continue
         (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
         services = as_list(statement["Principal"]["Service"])
         assert len(services) == 1 and services[0] in ("lambda.amazonaws.com", "states.amazonaws.com", "events.amazonaws.com"), name
@@ -222,6 +273,8 @@ def test_the_key_policy_names_every_principal_that_may_decrypt():
     resources = deployed(EVERYTHING)
     policy = resources["RotationKey"]["KeyPolicy"]
     role_arn = lambda logical: f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{logical}"  # noqa: E731
+    hub_role = lambda suffix: f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}-hub-{suffix}"  # noqa: E731
+    member_role = f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}"
     decrypters = {
         principal
         for s in policy["Statement"]
@@ -229,9 +282,9 @@ def test_the_key_policy_names_every_principal_that_may_decrypt():
         for principal in as_list(s["Principal"].get("AWS", s["Principal"].get("Service")))
     }
     assert decrypters == {
-        role_arn("RotationRole"), role_arn("KeyCheckFunctionRole"), CONSUMER, *READERS,
+        hub_role("state-machine"), member_role, CONSUMER, *READERS,
         # the run records in the run bucket, through S3 only
-        role_arn("PlanRunFunctionRole"), role_arn("QueueActionsFunctionRole"), role_arn("ReportFunctionRole"),
+        hub_role("plan-run"), role_arn("QueueActionsFunctionRole"), role_arn("ReportFunctionRole"),
         "delivery.logs.amazonaws.com",  # CloudWatch log delivery of the state machine's ERROR logs (no execution data)
     }
     for statement in policy["Statement"]:
@@ -260,8 +313,8 @@ def test_reports_go_only_to_the_stacks_own_encrypted_topic(template):
 def test_without_readers_or_consumer_only_the_workflow_decrypts():
     policy = deployed(DEFAULTS)["RotationKey"]["KeyPolicy"]
     decrypters = {p for s in policy["Statement"] if "kms:Decrypt" in as_list(s["Action"]) for p in as_list(s["Principal"].get("AWS", []))}
-    workflow = ("RotationRole", "KeyCheckFunctionRole", "PlanRunFunctionRole", "QueueActionsFunctionRole", "ReportFunctionRole")
-    assert decrypters == {f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{role}" for role in workflow}
+    workflow = (f"{MEMBER}-hub-state-machine", MEMBER, f"{MEMBER}-hub-plan-run", f"{STACK}-QueueActionsFunctionRole", f"{STACK}-ReportFunctionRole")
+    assert decrypters == {f"arn:aws:iam::{ACCOUNT}:role/{role}" for role in workflow}
 
 
 def test_a_given_key_replaces_the_stack_key():
@@ -278,8 +331,11 @@ def test_the_consumer_gets_read_only_access_and_public_policies_are_blocked():
     assert statement["Principal"] == {"AWS": "${ConsumerPrincipalArn}"}
     assert sorted(statement["Action"]) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
     assert states["Grant the consumer read access"]["Parameters"]["BlockPublicPolicy"] is True
-    grants = granted(role_statements(role_of(deployed(DEFAULTS), "RotationStateMachine")), "secretsmanager:PutResourcePolicy")
-    assert grants == [], "without a consumer the role cannot write resource policies"
+    assert granted(role_statements(deployed(DEFAULTS)["MemberRole"]), "secretsmanager:PutResourcePolicy") == [], (
+        "without a consumer the member role cannot write resource policies"
+    )
+    (grant,) = granted(role_statements(deployed(EVERYTHING)["MemberRole"]), "secretsmanager:PutResourcePolicy")
+    assert grant["Resource"] == SECRETS_ARN
 
 
 def test_the_schedule_role_only_starts_this_state_machine():

@@ -197,10 +197,10 @@ def test_the_permissions_boundary_applies_when_given(member):
 
 
 def test_the_member_role_holds_what_the_hubs_roles_hold_in_the_account_they_manage():
-    """The same least privilege, moved: the union of the hub template's IAM and Secrets Manager grants (its roles
-    acting in their own account today) is the member role's, action by action, for the same path, prefix and
-    consumer setting. A grant covered by a broader one of the same action (ListAccessKeys on the path, and on
-    every user) counts once."""
+    """One role, two templates: every IAM and Secrets Manager grant of the hub template (only its own account's
+    member role, MemberRole, holds any) is the member template's role's, action by action, for the same path,
+    prefix and consumer setting, and both trust the same six hub roles. A grant covered by a broader one of the
+    same action counts once."""
     consumer = f"arn:aws:iam::{stack.ACCOUNT_ID}:role/payments-service"
     for path, prefix, allow_consumer in (("/", "iam-key-rotation/", "false"), ("/service-accounts/", "rotated/", "true")):
         hub_parameters = {"UserPath": path, "SecretNamePrefix": prefix, **({"ConsumerPrincipalArn": consumer} if allow_consumer == "true" else {})}
@@ -212,6 +212,10 @@ def test_the_member_role_holds_what_the_hubs_roles_hold_in_the_account_they_mana
         member_parameters = {"HubAccountId": HUB, "UserPath": path, "SecretNamePrefix": prefix, "AllowConsumerPolicy": allow_consumer}
         member_role = the_role(deployed(member_parameters, account_id=stack.ACCOUNT_ID, region=stack.REGION))
         assert grants_in_the_managed_account(role_statements(member_role)) == grants_in_the_managed_account(hub), (path, prefix)
+        hub_member = resolver.resolve(resources["MemberRole"]["Properties"])
+        assert hub_member["RoleName"] == member_role["RoleName"]
+        (hub_trust,), (trust,) = hub_member["AssumeRolePolicyDocument"]["Statement"], member_role["AssumeRolePolicyDocument"]["Statement"]
+        assert set(hub_trust["Principal"]["AWS"]) == {arn.replace(HUB, stack.ACCOUNT_ID) for arn in trust["Principal"]["AWS"]}
 
 
 def grants_in_the_managed_account(statements: list[dict]) -> dict[str, set]:
@@ -298,6 +302,12 @@ def test_a_member_role_name_leaves_room_for_the_hubs_role_names():
 def test_shared_parameters_are_the_hubs(name):
     hub = yaml_parse((ROOT / "template.yaml").read_text())["Parameters"][name]
     assert RAW["Parameters"][name] == hub
+
+
+def test_the_member_role_name_takes_the_same_values_in_both_templates():
+    hub = yaml_parse((ROOT / "template.yaml").read_text())["Parameters"]["MemberRoleName"]
+    member = RAW["Parameters"]["MemberRoleName"]
+    assert [hub[k] for k in ("Default", "AllowedPattern", "MaxLength")] == [member[k] for k in ("Default", "AllowedPattern", "MaxLength")]
 
 
 def test_allow_consumer_policy_is_off_unless_switched_on():

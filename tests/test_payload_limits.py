@@ -28,6 +28,10 @@ def settings(**overrides):
     return Settings(**{**values, **overrides})
 
 
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws-us-gov:iam::{ACCOUNT}:role/" + "m" * 40  # the longest partition and MemberRoleName
+
+
 def name(n: int) -> str:
     return f"service-account-with-a-long-name-{n:06d}".ljust(64, "x")  # IAM's longest user name
 
@@ -37,7 +41,7 @@ def worst_user_to_plan(n: int) -> dict:
     tags = {decisions.inactive_since_tag(f"AKIA{n:016d}"): "2026-01-01T00:00:00Z", decisions.inactive_since_tag(f"AKIB{n:016d}"): "2026-01-01T00:00:00Z",
             decisions.SECRET_TAG: "iam-key-rotation/" + name(n), "KeyOwnerEmail": ("o" * 200) + "@platform.example.com"}
     secret = decisions.Secret(True, f"AKIA{n:016d}", name="iam-key-rotation/" + name(n))
-    return plan_run._to_plan(name(n), {**tags, **{f"team-{i}": "v" * 256 for i in range(46)}}, secret, settings())
+    return plan_run._to_plan(name(n), {**tags, **{f"team-{i}": "v" * 256 for i in range(46)}}, secret, settings(), ACCOUNT, ROLE)
 
 
 def worst_item(n: int) -> dict:
@@ -47,11 +51,11 @@ def worst_item(n: int) -> dict:
     decision.grant_consumer = True
     assert decision.rotate and decision.delete_key_id
     item = report.plan_item(decision, "iam-key-rotation/" + name(n), [k.id for k in keys])
-    return {**item, "oldest": decisions.format_time(NOW), "owner": ("o" * 200) + "@platform.example.com"}
+    return {"account": ACCOUNT, "role": ROLE, **item, "oldest": decisions.format_time(NOW), "owner": ("o" * 200) + "@platform.example.com"}
 
 
 def worst_result(n: int) -> dict:
-    return {"user": name(n), "status": "failed", "error": "Iam.ServiceFailureException", "cause": "c" * 1000,
+    return {"user": name(n), "account": ACCOUNT, "status": "failed", "error": "Iam.ServiceFailureException", "cause": "c" * 1000,
             "cleanup": [{"undeletedKeyId": f"AKIC{n:016d}"}], "storedKeyId": f"AKID{n:016d}"}
 
 

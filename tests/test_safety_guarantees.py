@@ -144,7 +144,7 @@ def test_the_older_key_is_deactivated_only_after_the_stored_key_authenticates(em
     deactivated = event_index(run, lambda e: "updateAccessKey" in json.dumps(e.get("taskScheduledEventDetails", {})))
     assert checked < deactivated
     (invocation,) = invocations_of(run, "KeyCheckFunction")
-    assert invocation["Payload"] == {"user": "app", "secretName": "iam-key-rotation/app", "keyId": new}
+    assert invocation["Payload"] == {"user": "app", "account": ACCOUNT_ID, "secretName": "iam-key-rotation/app", "keyId": new}
     # Its result holds key ids and an ARN only: never the secret it read.
     assert key_check_results(run) == [
         {"user": "app", "keyId": new, "authenticatesAs": f"arn:aws:iam::{ACCOUNT_ID}:user/app"}

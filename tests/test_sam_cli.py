@@ -133,7 +133,7 @@ SAR_RESOURCE_POLICY_TYPES = {
     "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy",
 }
 # What docs/deploying.md's SAR install command acknowledges; this test fails when the template needs something else.
-SAR_INSTALL_CAPABILITIES = {"CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"}  # the run bucket's TLS-only policy
+SAR_INSTALL_CAPABILITIES = {"CAPABILITY_NAMED_IAM", "CAPABILITY_RESOURCE_POLICY"}  # named roles (the member roles trust them); the run bucket's TLS-only policy
 
 # CloudFormation's own rule (CreateChangeSet "Capabilities"): IAM resources need CAPABILITY_IAM, and
 # CAPABILITY_NAMED_IAM when they have custom names.

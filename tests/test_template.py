@@ -344,27 +344,27 @@ def test_no_role_has_a_full_access_managed_policy(cfn):
 
 def test_the_functions_only_read_aws_and_write_only_run_records_and_events(cfn):
     for function in HANDLERS:
-        if function == "KeyCheckFunction":
-            continue  # it reads a secret (test_least_privilege.py)
         role = list(statements(role_of(cfn, function, "Role")))
         actions = [a for s in role for a in actions_of(s)]
         assert actions, function
         writes = [a for a in actions if not re.fullmatch(r"[a-z0-9-]+:(List|Get|Describe)[A-Za-z]+", a)]
         # The report also puts the run's lifecycle events on the bus (test_least_privilege.py: that bus only).
-        allowed = {"s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"} | ({"events:PutEvents"} if function == "ReportFunction" else set())
+        allowed = {"s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt", "sts:AssumeRole"} | ({"events:PutEvents"} if function == "ReportFunction" else set())
         assert set(writes) <= allowed, (function, writes)
         for statement in role:
             if "s3:PutObject" in actions_of(statement):
                 assert json.dumps(statement["Resource"]).count("/runs/*") == 1, (function, statement)
 
 
-def test_state_machine_role_writes_only_managed_users_and_rotation_secrets(cfn):
-    role_statements = list(statements(role_of(cfn, "RotationStateMachine", "RoleArn")))
+def test_the_member_role_writes_only_managed_users_and_rotation_secrets(cfn):
+    role_statements = list(statements(cfn["Resources"]["MemberRole"]["Properties"]))
     for action in IAM_WRITES:
         granting = [s for s in role_statements if grants(s, action)]
         assert granting, f"{action} is never granted"
         assert all(as_list(s.get("Resource")) == [USER_ARN] for s in granting), f"{action}: {granting}"
-    secret_statements = [s for s in role_statements if any(a.startswith("secretsmanager:") for a in actions_of(s))]
+    secret_statements = [
+        s for s in role_statements if any(a.startswith("secretsmanager:") and a != "secretsmanager:ListSecrets" for a in actions_of(s))
+    ]
     assert secret_statements
     for statement in secret_statements:
         for resource in as_list(statement.get("Resource")):
@@ -372,7 +372,7 @@ def test_state_machine_role_writes_only_managed_users_and_rotation_secrets(cfn):
 
 
 def test_tagging_is_limited_to_the_workflows_own_tags(cfn):
-    role_statements = statements(role_of(cfn, "RotationStateMachine", "RoleArn"))
+    role_statements = statements(cfn["Resources"]["MemberRole"]["Properties"])
     tagging = [s for s in role_statements if grants(s, "iam:TagUser") or grants(s, "iam:UntagUser")]
     assert tagging
     for statement in tagging:
@@ -386,13 +386,19 @@ def test_the_asl_tags_each_stored_key_with_the_secret_tag_the_planner_reads(asl)
     assert record["Parameters"]["Tags"] == [{"Key": decisions.SECRET_TAG, "Value.$": "$.secretName"}]
 
 
-def test_every_sdk_call_in_the_asl_is_allowed_by_the_state_machine_role(cfn, asl):
-    role_statements = list(statements(role_of(cfn, "RotationStateMachine", "RoleArn")))
+def test_every_sdk_call_in_the_asl_is_allowed_by_the_role_it_runs_as(cfn, asl):
+    """IAM and Secrets Manager calls act in the user's account as its member role (Credentials from the user's
+    item); the others (the report's topic and emails, map runs) as the state machine's own role."""
+    machine = list(statements(role_of(cfn, "RotationStateMachine", "RoleArn")))
+    member = list(statements(cfn["Resources"]["MemberRole"]["Properties"]))
     for name, task in tasks(asl):
         match = re.search(r":aws-sdk:([a-z0-9]+):(\w+)$", task["Resource"])
         if match:
             action = f"{IAM_SERVICE.get(match.group(1), match.group(1))}:{match.group(2)[0].upper()}{match.group(2)[1:]}"
-            assert any(grants(s, action) for s in role_statements), f"{name} calls {action}, which the role denies"
+            in_account = match.group(1) in ("iam", "secretsmanager")
+            assert task.get("Credentials") == ({"RoleArn.$": "$.role"} if in_account else None), name
+            role = member if in_account else machine
+            assert any(grants(s, action) for s in role), f"{name} calls {action}, which its role denies"
 
 
 # --- 7. parameter contract -----------------------------------------------------------------------------------

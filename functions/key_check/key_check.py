@@ -1,7 +1,7 @@
 """The key check Lambda: proves that the key a user's secret holds authenticates as that user, before the
 workflow deactivates the user's older key (the consumers' fallback).
 
-Event: ``{"user": "ci-deployer", "secretName": "iam-key-rotation/ci-deployer", "keyId": "AKIA..."}``, where
+Event: ``{"user": "ci-deployer", "account": "123456789012", "secretName": "iam-key-rotation/ci-deployer", "keyId": "AKIA..."}``, where
 ``keyId`` is the key the plan expects the secret's AWSCURRENT version to hold.
 Result: ``{"user", "keyId", "authenticatesAs"}`` (key ids and an ARN only: the secret never leaves this function,
 and it is never logged). Errors, each with a message that says what to fix:
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import boto3
 from botocore.config import Config
@@ -49,7 +50,7 @@ class StoredKeyUnusable(Exception):
 
 def handler(event, context):
     user, secret_name, key_id = event["user"], event["secretName"], event["keyId"]
-    credentials = _stored_credentials(secret_name, user, key_id)
+    credentials = _stored_credentials(_secrets_of(event.get("account"), secret_name), secret_name, user, key_id)
     sts = boto3.client(
         "sts",
         aws_access_key_id=credentials["AccessKeyId"],
@@ -82,9 +83,55 @@ def _same_user(name: object, user: str) -> bool:
     return isinstance(name, str) and name.lower() == user.lower()
 
 
-def _stored_credentials(secret_name: str, user: str, key_id: str) -> dict:
+def _read_secret_only(partition: str, account: str, secret_name: str) -> dict:
+    """The session policy: of everything the member role may do, this session may only read one secret."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": f"arn:{partition}:secretsmanager:*:{account}:secret:{secret_name}-??????",
+            },
+            {
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}},
+            },
+        ],
+    }
+
+
+def _secrets_of(account: str | None, secret_name: str):
+    """Secrets Manager in the user's account, as the member role there (MEMBER_ROLE_NAME): the secret lives next to
+    its consumers. The session is new for each check and only reads this one secret's value."""
+    account = account or os.environ.get("ACCOUNT_ID", "")
+    partition = os.environ.get("PARTITION", "aws")
+    role = f"arn:{partition}:iam::{account}:role/{os.environ.get('MEMBER_ROLE_NAME', 'iam-key-rotation-member')}"
     try:
-        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_name)  # AWSCURRENT
+        answer = boto3.client("sts").assume_role(
+            RoleArn=role,
+            RoleSessionName=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "iam-key-rotation-key-check")[:64],
+            Policy=json.dumps(_read_secret_only(partition, account, secret_name)),
+        )
+    except ClientError as error:
+        raise StoredKeyUnusable(
+            f"the key check could not assume {role} to read the secret ({error.response['Error'].get('Code')}): "
+            "check that the member role exists and trusts the hub's key check role (docs/organizations.md)"
+        ) from None
+    credentials = answer["Credentials"]
+    return boto3.client(
+        "secretsmanager",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+def _stored_credentials(secretsmanager, secret_name: str, user: str, key_id: str) -> dict:
+    try:
+        value = secretsmanager.get_secret_value(SecretId=secret_name)  # AWSCURRENT
     except ClientError as error:
         if error.response["Error"]["Code"] == "ResourceNotFoundException":
             raise StoredKeyUnusable(f"secret {secret_name} does not exist, so it cannot hold key {key_id}") from None

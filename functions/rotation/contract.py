@@ -27,6 +27,7 @@ class Listed(TypedDict):
     """A user listed as blocked, needing attention, held, overdue, exempt or unreadable, with why and what to do."""
 
     user: str
+    account: NotRequired[str]
     reason: str
     owner: NotRequired[str]
 
@@ -35,6 +36,7 @@ class Notice(TypedDict):
     """Advance notice for a user's owner: what happens within NoticeDays."""
 
     user: str
+    account: NotRequired[str]
     notices: list[str]
     owner: NotRequired[str]
 
@@ -50,6 +52,14 @@ class PlanRunEvent(TypedDict):
     execution: str  # the execution's ARN
     executionName: str
     stateMachine: str  # the state machine's ARN
+
+
+class AccountProblem(TypedDict):
+    """A managed account the run could not act in (its member role missing or denied, or the account suspended)."""
+
+    account: str
+    reason: str  # why, and the fix
+    failsRun: bool  # False only for a SUSPENDED account found in an OU or the organization
 
 
 class RunPlan(TypedDict):
@@ -69,6 +79,9 @@ class RunPlan(TypedDict):
     ownerEmailsPrefix: str  # where "Email each owner" writes its results
     batches: int
     managedUsers: int
+    accounts: int  # the accounts in the run's scope
+    unreachableAccounts: int
+    unreachableAccountsKey: str  # the key of the AccountProblem list, when any
     parallelBatches: int
     parallelUsers: int
 
@@ -85,6 +98,8 @@ class SecretView(TypedDict):
 
 class UserToPlan(TypedDict):
     user: str
+    account: str  # the managed account the user is in
+    role: str  # the member role that acts on it there
     managed: bool  # False: a user the workflow once managed (its secret says so) that left the scope
     why: NotRequired[str]  # for a user that left: how
     exists: NotRequired[bool]  # False: the user was deleted, its secret left
@@ -107,6 +122,8 @@ class PlanItem(TypedDict):
     """One user's actions as the state machine acts on them: a field is present only when its step runs."""
 
     user: str
+    account: str
+    role: str  # every IAM and Secrets Manager Task's Credentials.RoleArn: the member role of the user's account
     secretName: str
     outcome: str  # rotate, retire, record or grant
     reason: str
@@ -167,6 +184,7 @@ class KeyCheckEvent(TypedDict):
     """"Prove the stored key works" (functions/key_check) is given a user, its secret and the key it should hold."""
 
     user: str
+    account: str  # the function acts there as its member role
     secretName: str
     keyId: str
 
@@ -181,6 +199,7 @@ class KeyStatusEvent(TypedDict):
     """"Check the key is still inactive" is given a user and the key about to be deleted."""
 
     user: str
+    account: str  # the function acts there as its member role
     keyId: str
 
 
@@ -192,6 +211,7 @@ class ReconcileEvent(TypedDict):
     """"Look for unstored keys", after a failed create or store, is given what the rotation knew before."""
 
     user: str
+    account: str  # the function acts there as its member role
     secretName: str
     knownKeyIds: list[str]  # the user's keys before the run
     since: str  # when the rotation began to create the new key
@@ -212,6 +232,7 @@ class UserResult(TypedDict):
     """What the steps for one user ended with (the Pass states at the end of each path write it)."""
 
     user: str
+    account: str
     status: str  # succeeded or failed
     newKeyId: NotRequired[str]
     # With newKeyId: the store's answer (PutSecretValue's or CreateSecret's: the secret's ARN, Name, VersionId;

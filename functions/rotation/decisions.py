@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
+import targets
+
 # The state machine stores a new key as the secret version "key-rotation-<AccessKeyId>" (a ClientRequestToken
 # of 32-64 characters), so the key a secret holds is known from DescribeSecret without reading the value.
 # statemachine/rotation.asl.json builds the same string; tests/test_template.py checks both.
@@ -157,6 +159,7 @@ MISSING_SECRET = Secret()
 class RunRequest:
     time: datetime  # "now" for every age, to IAM's whole second
     users: tuple[str, ...] | None = None
+    accounts: tuple[str, ...] | None = None  # an on-demand run's accounts (the hub's TargetAccounts narrowed)
     force: bool = False
     dry_run: bool = False
     scheduled: bool = True
@@ -725,7 +728,7 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_INPUT_FIELDS = {"time", "users", "force", "dryRun"}
+_INPUT_FIELDS = {"time", "users", "accounts", "force", "dryRun"}
 
 
 def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
@@ -769,6 +772,9 @@ def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
                 firsts.setdefault(user_key(name), name)
             users = tuple(firsts.values())
 
+    accounts, account_problems = targets.parse_requested_accounts(raw.get("accounts"))
+    problems += account_problems
+
     for flag in ("force", "dryRun"):
         if flag in raw and not isinstance(raw[flag], bool):
             problems.append(f'"{flag}" must be true or false, got {raw[flag]!r}')
@@ -781,6 +787,7 @@ def parse_run_request(raw: object, start_time: str | None) -> RunRequest:
     return RunRequest(
         time=moment,
         users=users,
+        accounts=accounts,
         force=force,
         dry_run=raw.get("dryRun") is True,
         scheduled="users" not in raw,

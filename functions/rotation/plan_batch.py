@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import decisions
 import reading
 import report
+import targets
 from contract import BatchPlan, BatchToPlan, Listed, Notice, UserToPlan
 from settings import Settings
 
@@ -24,11 +25,11 @@ logger.setLevel(logging.INFO)
 
 
 def handler(event, context):
-    settings = Settings.from_env()
-    return plan_batch(event, settings, reading.client("iam"), reading.client("secretsmanager"))
+    return plan_batch(event, Settings.from_env(), reading.in_account)
 
 
-def plan_batch(batch: BatchToPlan, settings: Settings, iam, secretsmanager) -> BatchPlan:
+def plan_batch(batch: BatchToPlan, settings: Settings, in_account) -> BatchPlan:
+    """``in_account(role_arn, service, session_name)``: a client acting in a user's account as its member role."""
     now, recorded_at = decisions.parse_time(batch["time"]), decisions.parse_time(batch["recordedAt"])
     plan = BatchPlan(
         batch=batch["batch"], managed=0, unchanged=0, actions=[], blocked=[], attention=[], held=[], overdue=[],
@@ -37,7 +38,10 @@ def plan_batch(batch: BatchToPlan, settings: Settings, iam, secretsmanager) -> B
 
     def decide(user: UserToPlan):
         try:
+            iam, secretsmanager = (in_account(user["role"], service, reading.session_name()) for service in ("iam", "secretsmanager"))
             return user, _decide(user, settings, iam, secretsmanager, now, recorded_at, batch["force"])
+        except reading.AccountUnreachable as error:
+            return user, error
         except reading.READ_ERRORS as error:  # after boto3's retries: this user waits, the others go on
             return user, error
 
@@ -45,21 +49,26 @@ def plan_batch(batch: BatchToPlan, settings: Settings, iam, secretsmanager) -> B
     with ThreadPoolExecutor(max(1, settings.parallel_users)) as pool:
         for user, decided in pool.map(decide, batch["users"]):
             plan["managed"] += user["managed"]
+            where = {"account": user["account"]}
+            if isinstance(decided, reading.AccountUnreachable):
+                reason = targets.unreachable_reason(targets.Account(user["account"]), decided.code, decided.message, settings.member_role_name, settings.account_id)
+                plan["unreadable"].append(Listed(user=user["user"], reason=reason, **where))
+                continue
             if isinstance(decided, Exception):
-                plan["unreadable"].append(Listed(user=user["user"], reason=reading.unreadable_reason(decided)))
+                plan["unreadable"].append(Listed(user=user["user"], reason=reading.unreadable_reason(decided), **where))
                 continue
             if decided is None:
                 plan["unchanged"] += user["managed"]
                 continue
             decision, keys, secret_name = decided
             owner = reading.owner_of(user["tags"], settings.owner_tag_key, settings.owner_email_domains)
-            owned = {"owner": owner} if owner else {}
+            owned = {"owner": owner, **where} if owner else where
             if decision.notices and owner:  # notices are for owners only
                 plan["notices"].append(Notice(user=decision.user, notices=decision.notices, **owned))
             if decision.outcome in decisions.UNCHANGED_OUTCOMES:  # nothing changes: a person must act
                 plan[decision.outcome].append(Listed(user=decision.user, reason=decision.reason, **owned))
             elif decision.has_actions:
-                item = report.plan_item(decision, secret_name, [k.id for k in keys])
+                item = {"account": user["account"], "role": user["role"], **report.plan_item(decision, secret_name, [k.id for k in keys])}
                 item["oldest"] = decisions.format_time(min((k.created for k in keys), default=now))
                 plan["actions"].append({**item, **owned})
             else:

@@ -13,12 +13,14 @@ are read later, batch by batch, so this Lambda's time grows with the account onl
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 
 import decisions
 import reading
 import run_records
-from contract import BatchToPlan, RunPlan, SecretView, UserToPlan
+import targets
+from contract import AccountProblem, BatchToPlan, RunPlan, SecretView, UserToPlan
 from settings import Settings
 
 logger = logging.getLogger()
@@ -36,7 +38,7 @@ InvalidConfiguration = decisions.InvalidConfiguration
 def handler(event, context):
     settings = Settings.from_env()
     ensure_single_flight(reading.client("stepfunctions"), event["stateMachine"], event["execution"], event["startTime"])
-    return plan_run(event, settings, reading.client("iam"), reading.client("secretsmanager"), reading.client("s3"))
+    return plan_run(event, settings, reading.in_account, reading.client("s3"), reading.client("organizations"))
 
 
 def ensure_single_flight(stepfunctions, state_machine_arn: str, execution_arn: str, start_time: str) -> None:
@@ -68,19 +70,62 @@ def ensure_single_flight(stepfunctions, state_machine_arn: str, execution_arn: s
         )
 
 
-def plan_run(event: dict, settings: Settings, iam, secretsmanager, s3) -> RunPlan:
+def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None) -> RunPlan:
+    """``in_account(role_arn, service, session_name)`` gives a client acting in a managed account as its member role
+    (reading.in_account; the tests pass their own)."""
     settings.policy.check()
+    try:
+        scope = targets.parse_targets(settings.target_accounts)
+    except targets.InvalidTargets as error:
+        raise InvalidConfiguration(str(error)) from None
     request = decisions.parse_run_request(event.get("input", {}), event.get("startTime"))
-    secrets = reading.workflow_secrets(secretsmanager, settings.secret_name_prefix)
-    if request.users:
-        users = _requested_users(iam, settings, request.users, secrets)
-    else:
-        users = _every_user_to_plan(iam, settings, secrets)
-    managed = sum(u["managed"] for u in users)
-    logger.info("%d managed users, %d that left rotation with a secret, in batches", managed, len(users) - managed)
-
+    found = _organization_accounts(organizations, scope, settings) if scope.reads_organization else []
+    accounts, problems = targets.requested(targets.in_scope(scope, settings.account_id, found), request.accounts)
+    if problems:
+        raise InvalidInput("; ".join(problems) + ". Nothing was changed.")
     name = event["executionName"]
+
+    def read(account: targets.Account):
+        if account.status != targets.ACTIVE:
+            return account, targets.unreachable_reason(account, "", "", settings.member_role_name, settings.account_id)
+        try:
+            role = settings.member_role(account.id)
+            iam, secretsmanager = (in_account(role, service, name) for service in ("iam", "secretsmanager"))
+            secrets = reading.workflow_secrets(secretsmanager, settings.secret_name_prefix)
+            if request.users:
+                return account, _requested_users(iam, settings, request.users, secrets, account.id, role)
+            return account, _every_user_to_plan(iam, settings, secrets, account.id, role)
+        except reading.AccountUnreachable as error:
+            return account, targets.unreachable_reason(account, error.code, error.message, settings.member_role_name, settings.account_id)
+        except reading.READ_ERRORS as error:
+            if not settings.many_accounts:
+                raise  # this account only: the run fails, as it always did
+            return account, (
+                f"its users and secrets could not be read as role {settings.member_role_name} ({reading.error_text(error)}), "
+                "so nothing was changed in it: check that the member stack there is member/template.yaml with the "
+                "hub's UserPath and SecretNamePrefix; the next run tries again"
+            )
+
+    users, unreachable, user_problems = [], [], []
+    with ThreadPoolExecutor(max(1, min(settings.parallel_batches, len(accounts) or 1))) as pool:
+        for account, read_users in pool.map(read, accounts):
+            if isinstance(read_users, str):
+                unreachable.append(AccountProblem(account=account.id, reason=read_users, failsRun=targets.fails_the_run(account)))
+            elif request.users:
+                users += read_users[0]
+                user_problems += read_users[1]
+            else:
+                users += read_users
+    if request.users:
+        _reject_unknown_users(request.users, users, user_problems, settings)
+    managed = sum(u["managed"] for u in users)
+    logger.info(
+        "%d managed users, %d that left rotation with a secret, in %d accounts (%d unreachable)",
+        managed, len(users) - managed, len(accounts), len(unreachable),
+    )
+
     folder = f"runs/{name}/"
+    accounts_key = run_records.write_json(s3, settings.bucket, folder + "accounts.json", unreachable) if unreachable else ""
     batches = [
         BatchToPlan(
             batch=n, users=batch, time=decisions.format_time(request.time),
@@ -104,12 +149,15 @@ def plan_run(event: dict, settings: Settings, iam, secretsmanager, s3) -> RunPla
         ownerEmailsPrefix=folder + "owner-emails-sent",
         batches=len(batches),
         managedUsers=managed,
+        accounts=len(accounts),
+        unreachableAccounts=len(unreachable),
+        unreachableAccountsKey=accounts_key,
         parallelBatches=settings.parallel_batches,
         parallelUsers=settings.parallel_users,
     )
 
 
-def _every_user_to_plan(iam, settings: Settings, secrets: dict) -> list[UserToPlan]:
+def _every_user_to_plan(iam, settings: Settings, secrets: dict, account: str, role: str) -> list[UserToPlan]:
     """Every managed user, and every user (or user name) a secret of the workflow stands for that is no longer
     managed: its rotation may be half done."""
     planned, seen = [], set()
@@ -117,39 +165,69 @@ def _every_user_to_plan(iam, settings: Settings, secrets: dict) -> list[UserToPl
         seen.add(decisions.user_key(name))
         secret = reading.secret_of(name, secrets, settings.secret_name_prefix)
         if decisions.is_managed(path, tags, settings.user_path, settings.user_tag_key, settings.user_tag_value):
-            planned.append(_to_plan(name, tags, secret, settings))
+            planned.append(_to_plan(name, tags, secret, settings, account, role))
         elif secret.exists:
             why = (
                 f"the user was moved to path {path}, outside UserPath {settings.user_path}"
                 if not path.startswith(settings.user_path)
                 else f"the user no longer carries the tag {settings.user_tag_key}={settings.user_tag_value}"
             )
-            planned.append(_to_plan(name, tags, secret, settings, why=why))
+            planned.append(_to_plan(name, tags, secret, settings, account, role, why=why))
     for key, found in sorted(secrets.items()):
         if key not in seen:
             for secret in found:  # no user of that name any more
                 user = secret.name[len(settings.secret_name_prefix) :]
-                planned.append(_to_plan(user, {}, secret, settings, why="the user no longer exists", exists=False))
+                planned.append(_to_plan(user, {}, secret, settings, account, role, why="the user no longer exists", exists=False))
     return planned
 
 
-def _requested_users(iam, settings: Settings, names, secrets: dict) -> list[UserToPlan]:
-    """The users an on-demand run names; any that does not exist or is outside the scope rejects the run."""
+def _organization_accounts(organizations, scope, settings: Settings) -> list:
+    """The accounts AWS Organizations lists for TargetAccounts; a hub that may not list them is told how to fix it."""
+    try:
+        return reading.organization_accounts(organizations, scope)
+    except reading.READ_ERRORS as error:
+        raise InvalidConfiguration(
+            f"TargetAccounts={settings.target_accounts} needs the accounts of the organization, and AWS Organizations "
+            f"refused to list them ({reading.error_text(error)}). "
+            "Run the hub in the management account, or let it list them from there: aws organizations "
+            "put-resource-policy (docs/organizations.md, roll-out step 2). Nothing was changed."
+        ) from None
+
+
+def _requested_users(iam, settings: Settings, names, secrets: dict, account: str, role: str):
+    """(the users an on-demand run names, as this account has them; what is wrong with the others)."""
     found, problems = [], []
     for name in names:
         user = reading.named_user(iam, name)
         if user is None:
             problems.append(f"no IAM user is named {name}")
         elif decisions.is_managed(user[1], user[2], settings.user_path, settings.user_tag_key, settings.user_tag_value):
-            found.append(_to_plan(user[0], user[2], reading.secret_of(user[0], secrets, settings.secret_name_prefix), settings))
+            found.append(_to_plan(user[0], user[2], reading.secret_of(user[0], secrets, settings.secret_name_prefix), settings, account, role))
         else:
             problems.append(f"user {name} is not managed by this stack (it manages {settings.scope()})")
-    if problems:
-        raise InvalidInput("; ".join(problems) + ". Nothing was changed.")
-    return found
+    return found, problems
 
 
-def _to_plan(name: str, tags: dict, secret: decisions.Secret, settings: Settings, why: str = "", exists: bool = True) -> UserToPlan:
+def _reject_unknown_users(names, users: list[UserToPlan], problems: list[str], settings: Settings) -> None:
+    """An on-demand run names users: any that does not exist or is outside the scope rejects the run; across
+    accounts, each must be managed in at least one of the run's accounts. Nothing is done otherwise."""
+    if not settings.many_accounts:
+        if problems:
+            raise InvalidInput("; ".join(problems) + ". Nothing was changed.")
+        return
+    planned = {decisions.user_key(u["user"]) for u in users}
+    nowhere = [n for n in names if decisions.user_key(n) not in planned]
+    if nowhere:
+        raise InvalidInput(
+            "; ".join(f"no managed IAM user is named {n} in any of the run's accounts" for n in nowhere)
+            + f" (this stack manages {settings.scope()}). Nothing was changed."
+        )
+
+
+def _to_plan(
+    name: str, tags: dict, secret: decisions.Secret, settings: Settings, account: str, role: str, why: str = "",
+    exists: bool = True,
+) -> UserToPlan:
     """What a batch's planner needs of a user: only the tags a decision reads (the item stays small)."""
     kept = {
         k: v
@@ -158,6 +236,8 @@ def _to_plan(name: str, tags: dict, secret: decisions.Secret, settings: Settings
     }
     item = UserToPlan(
         user=name,
+        account=account,
+        role=role,
         managed=not why,
         tags=kept,
         tagCount=len(tags),

@@ -9,12 +9,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import threading
+from datetime import datetime, timedelta, timezone
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 import decisions
+import targets
+from settings import Settings
 
 logger = logging.getLogger()
 
@@ -26,21 +31,106 @@ USERS_PER_PAGE = 1000
 READ_ERRORS = (ClientError, BotoCoreError)
 
 
-@functools.lru_cache(maxsize=None)
 def client(service: str):
     """One client per service for the function's life (clients are thread-safe; a warm Lambda reuses them)."""
+    return _client(service, os.environ.get("AWS_ACCESS_KEY_ID"))
+
+
+@functools.lru_cache(maxsize=None)
+def _client(service: str, credentials: str | None):
+    # Keyed by the environment's credentials too: one process that runs several functions (the emulator) must
+    # not call as another function's role.
     return boto3.client(service, config=AWS_CONFIG)
 
 
-def unreadable_reason(error: Exception) -> str:
+# A session is renewed this long before its credentials expire (an hour after AssumeRole): a warm Lambda outlives it.
+SESSION_MARGIN = timedelta(minutes=10)
+_sessions: dict[str, tuple[boto3.Session, datetime, dict]] = {}
+_sessions_lock = threading.Lock()
+
+
+class AccountUnreachable(Exception):
+    """The member role of an account could not be assumed."""
+
+    def __init__(self, account: str, code: str, message: str):
+        super().__init__(f"{account}: {code}: {message}")
+        self.account, self.code, self.message = account, code, message
+
+
+def session_name() -> str:
+    """Each function's sessions in a managed account carry its name: CloudTrail there says which one acted."""
+    return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "iam-key-rotation")
+
+
+def for_event(event: dict, service: str):
+    """A client acting, as the member role, in the account an event's user is in (this account when it names none)."""
+    settings = Settings.from_env()
+    return in_account(settings.member_role(event.get("account") or settings.account_id), service, session_name())
+
+
+def forget_sessions() -> None:
+    """Drop every cached member role session and client (a cold start)."""
+    with _sessions_lock:
+        _sessions.clear()
+    _client.cache_clear()
+
+
+def in_account(role_arn: str, service: str, session_name: str):
+    """A client acting in the account of ``role_arn`` (the member role), as that role: the hub's every read and
+    write in a managed account goes through it. Sessions are cached per role until shortly before they expire."""
+    account = role_arn.split(":")[4]
+    with _sessions_lock:
+        cached = _sessions.get(role_arn)
+        if cached is None or cached[1] - SESSION_MARGIN < datetime.now(timezone.utc):
+            try:
+                answer = client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64])
+            except ClientError as error:
+                raise AccountUnreachable(account, error.response["Error"].get("Code", ""), error.response["Error"].get("Message", "")) from None
+            credentials = answer["Credentials"]
+            session = boto3.Session(
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+            )
+            cached = _sessions[role_arn] = (session, credentials["Expiration"], {})
+        session, _, clients = cached
+        if service not in clients:
+            clients[service] = session.client(service, config=AWS_CONFIG)
+        return clients[service]
+
+
+def error_text(error: Exception) -> str:
+    """``Code: message`` of an AWS error, or of a timeout or a broken connection."""
     if isinstance(error, ClientError):
-        code, message = error.response["Error"].get("Code"), error.response["Error"].get("Message")
-    else:  # a timeout or a broken connection
-        code, message = type(error).__name__, str(error)
+        return f"{error.response['Error'].get('Code')}: {error.response['Error'].get('Message')}"
+    return f"{type(error).__name__}: {error}"
+
+
+def unreadable_reason(error: Exception) -> str:
     return (
-        f"could not be read ({code}: {message}) even after retries, so nothing was changed for this user; "
+        f"could not be read ({error_text(error)}) even after retries, so nothing was changed for this user; "
         "the next run tries again"
     )
+
+
+# --- accounts -------------------------------------------------------------------------------------------------
+
+
+def organization_accounts(organizations, scope: targets.Targets) -> list[targets.Account]:
+    """Every account of the organization (ORGANIZATION), or every account anywhere below the listed OUs and roots,
+    with its status (ListAccounts, ListAccountsForParent, ListOrganizationalUnitsForParent)."""
+    if scope.organization:
+        pages = organizations.get_paginator("list_accounts").paginate()
+        return [targets.Account(a["Id"], a.get("Status", targets.ACTIVE), listed=False) for p in pages for a in p["Accounts"]]
+    found, parents = {}, list(scope.units)
+    while parents:
+        parent = parents.pop()
+        for page in organizations.get_paginator("list_accounts_for_parent").paginate(ParentId=parent):
+            for a in page["Accounts"]:
+                found[a["Id"]] = targets.Account(a["Id"], a.get("Status", targets.ACTIVE), listed=False)
+        for page in organizations.get_paginator("list_organizational_units_for_parent").paginate(ParentId=parent):
+            parents += [unit["Id"] for unit in page["OrganizationalUnits"]]
+    return list(found.values())
 
 
 # --- users ----------------------------------------------------------------------------------------------------

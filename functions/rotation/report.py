@@ -69,12 +69,12 @@ def build(plan: dict, results: list[dict], run_error: dict | None, settings, whe
     Returns (the report the state machine carries, bounded whatever the account's size; every user's entry, for
     the run bucket; one email per owner, each bounded).
     """
-    results_by_user = {r["user"]: r for r in results}
+    results_by_user = {_who(r): r for r in results}
     dry_run = plan.get("dryRun", False)
 
     users = []
     for item in plan.get("actions", []):
-        result = results_by_user.get(item["user"])
+        result = results_by_user.get(_who(item))
         if dry_run:
             users.append(_entry(item, _PLANNED[item["outcome"]], item["reason"]))
         elif result is None or result.get("status") != "succeeded":
@@ -83,6 +83,7 @@ def build(plan: dict, results: list[dict], run_error: dict | None, settings, whe
             users.append(_success_entry(item, result, settings))
     users += [_entry(u, outcome, u["reason"]) for outcome in _LISTED for u in plan.get(outcome, [])]
     users += [_entry(u, "failed", u["reason"]) for u in plan.get("unreadable", [])]
+    users = [_labelled(u, settings) for u in users]
 
     counts = {name: sum(u["outcome"] == name for u in users) for name in _COUNTED}
     newsworthy = _problems_first([u for u in users if u["outcome"] in _NEWSWORTHY])
@@ -102,24 +103,28 @@ def build(plan: dict, results: list[dict], run_error: dict | None, settings, whe
     if run_error:
         summary["error"] = f"{run_error.get('Error')}: {_cause(run_error)}"
     # A key in use past MaxKeyAgeDays (kept Active: KeyInUseAtMaxAge=Keep) fails the run, so the alarm fires.
-    failed = bool(counts["failed"] or counts["overdue"] or run_error)
+    unreachable = plan.get("unreachableAccounts", [])
+    if settings.many_accounts:
+        summary["accounts"] = plan.get("accounts", 0)
+        summary["unreachableAccounts"] = len(unreachable)
+    failed = bool(counts["failed"] or counts["overdue"] or run_error or any(a["failsRun"] for a in unreachable))
     report = {
         "summary": summary,
         "failed": failed,
-        "failureCause": _failure_cause(summary, newsworthy) if failed else "",
+        "failureCause": _failure_cause(summary, newsworthy, unreachable) if failed else "",
         "recipients": list(settings.notification_emails),
         "subject": _subject(summary),
         "topicSubject": _topic_subject(_subject(summary)),
-        "body": _body(summary, newsworthy, settings),
+        "body": _body(summary, newsworthy, settings, unreachable),
         "summaryText": _summary_text(summary),
     }
     report["notify"] = bool(
         settings.sender_email
         and settings.notification_emails
-        and (summary["users"] or run_error or any(counts[k] for k in (*_LISTED, "failed")))
+        and (summary["users"] or run_error or unreachable or any(counts[k] for k in (*_LISTED, "failed")))
     )
     owners = owner_emails(plan, newsworthy, summary, settings) if settings.sender_email else []
-    return report, [{**u, "detail": u["detail"]} for u in newsworthy], owners
+    return report, [{k: v for k, v in u.items() if k != "label"} for u in newsworthy], owners
 
 
 def _summary_text(summary: dict) -> str:
@@ -138,8 +143,8 @@ def _compact(entry: dict, detailed: bool) -> dict:
     """A user in the summary: the story (cut short) for the first users, problems first; the outcome and new key
     for the rest, so the summary stays small whatever the run's size."""
     if detailed:
-        return {**entry, "detail": cut(entry["detail"])}
-    return {k: v for k, v in entry.items() if k != "detail"}
+        return {**{k: v for k, v in entry.items() if k != "label"}, "detail": cut(entry["detail"])}
+    return {k: v for k, v in entry.items() if k not in ("detail", "label")}
 
 
 def cut(detail: str) -> str:
@@ -149,10 +154,13 @@ def cut(detail: str) -> str:
 
 def owner_emails(plan: dict, newsworthy: list[dict], summary: dict, settings) -> list[dict]:
     """One email per key owner (the user's owner tag) with their users' news and advance notices only."""
+    def who(entry: dict) -> tuple[str, str]:  # entries of a one-account report carry no account
+        return entry.get("account", "") if settings.many_accounts else "", entry["user"]
+
     owners = {}
     for entry in [e for listed in ("actions", *_LISTED, "notices") for e in plan.get(listed, [])]:
         if entry.get("owner"):
-            owners[entry["user"]] = entry["owner"]
+            owners[who(entry)] = entry["owner"]
     by_owner: dict[str, list[str]] = {}
     length: dict[str, int] = {}  # of each owner's text so far: once past the maximum, the rest would be cut
 
@@ -163,11 +171,11 @@ def owner_emails(plan: dict, newsworthy: list[dict], summary: dict, settings) ->
             length[owner] = length.get(owner, -1) + sum(len(line) + 1 for line in lines)  # "\n".join's length
 
     for u in newsworthy:
-        if u["user"] in owners:
-            add(owners[u["user"]], lambda: user_paragraph(u))
+        if who(u) in owners:
+            add(owners[who(u)], lambda: user_paragraph(u))
     for n in plan.get("notices", []):
         if n.get("owner"):
-            add(n["owner"], lambda: [f"{n['user']}: NOTICE"] + [
+            add(n["owner"], lambda: [f"{_label(_labelled(n, settings))}: NOTICE"] + [
                 line for notice in n["notices"] for line in textwrap.wrap(notice, 76, initial_indent="    ", subsequent_indent="    ")
             ])
     prefix = "[dry run] " if summary["dryRun"] else ""
@@ -189,7 +197,26 @@ def owner_emails(plan: dict, newsworthy: list[dict], summary: dict, settings) ->
 
 
 def _entry(item: dict, outcome: str, detail: str) -> dict:
-    return {"user": item["user"], "outcome": outcome, "detail": detail}
+    entry = {"user": item["user"], "outcome": outcome, "detail": detail}
+    if item.get("account"):
+        entry["account"] = item["account"]
+    return entry
+
+
+def _who(item: dict) -> tuple[str, str]:
+    """A user's identity across accounts: the same name may be a user of several."""
+    return item.get("account", ""), item["user"]
+
+
+def _label(item: dict) -> str:
+    """A user as reports name it: with its account when the hub manages several (build() labels the entries)."""
+    return item.get("label") or item["user"]
+
+
+def _labelled(entry: dict, settings) -> dict:
+    if settings.many_accounts and entry.get("account"):
+        return {**entry, "label": f"{entry['account']}/{entry['user']}"}
+    return {k: v for k, v in entry.items() if k != "account"}  # one account: reports read as they always did
 
 
 def _success_entry(item: dict, result: dict, settings) -> dict:
@@ -260,6 +287,8 @@ def _cause(error: dict) -> str:
 
 def _subject(summary: dict) -> str:
     parts = [f"{summary[k]} {label}" for k, label in _COUNTED.items() if summary[k]]
+    if summary.get("unreachableAccounts"):
+        parts.append(f"{summary['unreachableAccounts']} account(s) not reached")
     if summary.get("error"):
         parts.append("run failed")
     prefix = "[dry run] " if summary["dryRun"] else ""
@@ -288,16 +317,16 @@ def lifecycle_events(plan: dict, results: list[dict], run_name: str, account: st
     """(detail-type, detail) for every change the run made or saw, user by user; none for a dry run."""
     if plan.get("dryRun"):
         return []
-    results_by_user = {r["user"]: r for r in results}
+    results_by_user = {_who(r): r for r in results}
     events = []
 
     def event(kind: str, item: dict, **fields):
-        detail = {"schemaVersion": EVENT_SCHEMA_VERSION, "account": account, "run": run_name, "time": plan.get("time"),
+        detail = {"schemaVersion": EVENT_SCHEMA_VERSION, "account": item.get("account") or account, "run": run_name, "time": plan.get("time"),
                   "user": item["user"], "secretName": item.get("secretName"), "reason": item.get("reason", "")}
         events.append((DETAIL_TYPES[kind], {**detail, **{k: v for k, v in fields.items() if v is not None}}))
 
     for item in plan.get("actions", []):
-        result = results_by_user.get(item["user"]) or {}
+        result = results_by_user.get(_who(item)) or {}
         if result.get("status") != "succeeded":
             event("failed", item, error=result.get("error"))
             continue
@@ -325,7 +354,7 @@ def _topic_subject(subject: str) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-def _body(summary: dict, newsworthy: list[dict], settings) -> str:
+def _body(summary: dict, newsworthy: list[dict], settings, unreachable: list[dict]) -> str:
     lines = [
         f"IAM access key rotation run at {summary['time']}" + (" (dry run: nothing was changed)" if summary["dryRun"] else ""),
         f"Managed users: {summary['managedUsers']} ({settings.scope()}); unchanged: {summary['unchangedUsers']}.",
@@ -337,12 +366,23 @@ def _body(summary: dict, newsworthy: list[dict], settings) -> str:
             f"most {settings.max_users_per_run} users (MaxUsersPerRun), the oldest keys first.",
             "",
         ]
+    if settings.many_accounts:
+        lines += [f"Accounts: {summary['accounts']}" + (f"; {len(unreachable)} not reached:" if unreachable else "."), ""]
+        for problem in unreachable[:MAX_DETAILED_USERS]:
+            lines += user_paragraph({"user": f"account {problem['account']}", "outcome": "failed" if problem["failsRun"] else "skipped", "detail": cut(problem["reason"])}) + [""]
+        if len(unreachable) > MAX_DETAILED_USERS:
+            lines += [f"... and {len(unreachable) - MAX_DETAILED_USERS} more accounts: see {summary.get('report', 'the run bucket')}.", ""]
     if summary.get("error") and summary["managedUsers"]:
         lines += [f"The run failed: {summary['error']}. Users without a result are listed as failed.", ""]
     elif summary.get("error"):
         lines += [f"The run failed before any user was processed: {summary['error']}", ""]
-    for u in newsworthy[:MAX_DETAILED_USERS]:  # problems first
-        lines += user_paragraph({**u, "detail": cut(u["detail"])}) + [""]
+    shown = newsworthy[:MAX_DETAILED_USERS]  # problems first; across accounts, grouped by account
+    for account in sorted({u.get("account", "") for u in shown}) if settings.many_accounts else [""]:
+        if settings.many_accounts:
+            lines += [f"Account {account}:", ""]
+        for u in shown:
+            if not settings.many_accounts or u.get("account", "") == account:
+                lines += user_paragraph({**u, "detail": cut(u["detail"])}) + [""]
     if len(newsworthy) > MAX_DETAILED_USERS:
         place = f"the full report, every user, is {summary['report']}" if summary.get("report") else "the execution's output lists them"
         lines += [f"... and {len(newsworthy) - MAX_DETAILED_USERS} more users: {place}.", ""]
@@ -359,14 +399,16 @@ def user_paragraph(entry: dict, indent: str = "    ") -> list[str]:
     detail = textwrap.wrap(
         entry.get("detail") or (f"new key {entry['newKeyId']}" if entry.get("newKeyId") else ""), width=76, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
     )
-    return [f"{entry['user']}: {entry['outcome'].upper()}", *detail]
+    return [f"{_label(entry)}: {entry['outcome'].upper()}", *detail]
 
 
-def _failure_cause(summary: dict, newsworthy: list[dict]) -> str:
-    """Each failed user and why (as many as fit), then the summary as JSON (whole, or its counts)."""
-    failed = [f"{u['user']} ({u['detail']})" for u in newsworthy if u["outcome"] == "failed"]
-    overdue = [f"{u['user']} ({u['detail']})" for u in newsworthy if u["outcome"] == "overdue"]
-    parts = ([f"{summary['failed']} user(s) failed: " + "; ".join(failed)] if failed else []) + (
+def _failure_cause(summary: dict, newsworthy: list[dict], unreachable: list[dict] = ()) -> str:
+    """Each unreachable account and failed user and why (as many as fit), then the summary as JSON (whole, or its
+    counts)."""
+    failed = [f"{_label(u)} ({u['detail']})" for u in newsworthy if u["outcome"] == "failed"]
+    overdue = [f"{_label(u)} ({u['detail']})" for u in newsworthy if u["outcome"] == "overdue"]
+    accounts = [f"{a['account']} ({a['reason']})" for a in unreachable if a["failsRun"]]
+    parts = ([f"{len(accounts)} account(s) not reached: " + "; ".join(accounts)] if accounts else []) + ([f"{summary['failed']} user(s) failed: " + "; ".join(failed)] if failed else []) + (
         [f"{summary['overdue']} user(s) keep a key in use past MaxKeyAgeDays: " + "; ".join(overdue)] if overdue else []
     )
     head = summary.get("error") or ". ".join(parts)

@@ -41,6 +41,10 @@ def report_run(event: dict, settings: Settings, s3, events=None) -> Report:
             "deferredUsers": planned["deferred"],
             **{k: planned[k] for k in ("actions", "blocked", "attention", "held", "overdue", "exempt", "unreadable", "notices")},
         }
+    if run and run.get("unreachableAccountsKey"):  # accounts the run could not act in: reported, and fail the run
+        plan["unreachableAccounts"] = run_records.read_json(s3, run["bucket"], run["unreachableAccountsKey"])
+    if run:
+        plan["accounts"] = run.get("accounts", 1)
     if acts:
         done, failed = run_records.map_run_results(s3, acts)
         results = [result for _, batch in done for result in batch["results"]]

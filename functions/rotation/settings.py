@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 import decisions
+import targets
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Settings:
     bucket: str = ""  # the run bucket: every run's records
     account_id: str = ""
     event_bus: str = "default"  # where lifecycle events go (EventBusName)
+    target_accounts: str = ""  # TargetAccounts: empty for this account only (targets.py)
+    member_role_name: str = "iam-key-rotation-member"  # the role the hub assumes in each managed account
+    partition: str = "aws"
 
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
@@ -56,7 +60,18 @@ class Settings:
             bucket=env.get("RUN_BUCKET", ""),
             account_id=env.get("ACCOUNT_ID", ""),
             event_bus=env.get("EVENT_BUS_NAME", "default"),
+            target_accounts=env.get("TARGET_ACCOUNTS", ""),
+            member_role_name=env.get("MEMBER_ROLE_NAME", "iam-key-rotation-member"),
+            partition=env.get("PARTITION", "aws"),
         )
+
+    @property
+    def many_accounts(self) -> bool:
+        """Whether this hub manages accounts other than its own (reports then name each user's account)."""
+        return bool(self.target_accounts.strip())
+
+    def member_role(self, account: str) -> str:
+        return targets.member_role_arn(self.partition, account, self.member_role_name)
 
     def scope(self) -> str:
         tag = f" tagged {self.user_tag_key}={self.user_tag_value}" if self.user_tag_key else ""
