@@ -11,14 +11,17 @@ CHECKOV_READY := $(CHECKOV_VENV)/.ready
 export SAM_CLI_TELEMETRY := 0
 # Offline, sam and boto3 still need a region, and with no credentials they must not probe the instance metadata
 # address. Not for deploy and publish: they use your region and credentials, an instance role's included.
-OFFLINE := run test lint diagram bench soak
+OFFLINE := run run-organization test lint diagram bench soak
 $(OFFLINE): export AWS_DEFAULT_REGION ?= us-east-1
 $(OFFLINE): export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: run test lint deploy lock clean
+.PHONY: run run-organization test lint deploy lock clean
 
 run: $(READY) ## walk the demo account through the rotation lifecycle on the offline emulator
 	$(BIN)/python -m emulator
+
+run-organization: $(READY) ## the same for a hub managing an organization: its account, a member, a member without the member stack
+	$(BIN)/python -m emulator --account fixtures/demo-organization.json
 
 # One worker per core; a module's tests stay on one worker, so its module fixtures (sam, the benchmark) run once.
 test: $(READY) $(CHECKOV_READY) ## lint the template and ASL, checkov, then every test (decisions, handler, state machine on the emulator)

@@ -25,49 +25,57 @@ from datetime import datetime, timedelta, timezone
 
 import decisions
 
+from . import cross_account
 from .stack import ACCOUNT_ID, REGION
-from .stack import client as _client
+from .stack import client as _hub_client
 
 
-def _iam_backend():
+def _client(service: str, account_id: str = ACCOUNT_ID):
+    """The emulator's own client in an account: the hub's (the default account), or a member's, as its
+    OrganizationAccountAccessRole."""
+    return _hub_client(service) if account_id == ACCOUNT_ID else cross_account.client_in(account_id, service)
+
+
+def _iam_backend(account_id: str = ACCOUNT_ID):
     from moto.iam.models import iam_backends
 
-    return iam_backends[ACCOUNT_ID]["global"]
+    return iam_backends[account_id]["global"]
 
 
-def backdate_key(user: str, key_id: str, created: datetime) -> None:
+def backdate_key(user: str, key_id: str, created: datetime, account_id: str = ACCOUNT_ID) -> None:
     """IAM sets CreateDate itself; the emulator may set it to any moment, as the fixture says."""
-    for key in _iam_backend().get_user(user).access_keys:
+    for key in _iam_backend(account_id).get_user(user).access_keys:
         if key.access_key_id == key_id:
             key.create_date = created.astimezone(timezone.utc).replace(tzinfo=None)
             return
     raise KeyError(f"user {user} has no key {key_id}")
 
 
-def use_key(key_id: str, when: datetime, service: str = "s3", region: str = "us-east-1") -> None:
+def use_key(key_id: str, when: datetime, service: str = "s3", region: str = "us-east-1", account_id: str = ACCOUNT_ID) -> None:
     """A consumer signed a request with ``key_id`` at ``when``: what GetAccessKeyLastUsed then reports."""
     from moto.iam.models import AccessKeyLastUsed
 
-    key = _iam_backend().access_keys[key_id]
+    key = _iam_backend(account_id).access_keys[key_id]
     key.last_used = AccessKeyLastUsed(timestamp=when.astimezone(timezone.utc).replace(tzinfo=None), service=service, region=region)
 
 
-def store_key_as_workflow_does(user: str, secret_name: str, key_id: str, secret_access_key: str) -> None:
-    sm = _client("secretsmanager")
+def store_key_as_workflow_does(user: str, secret_name: str, key_id: str, secret_access_key: str, account_id: str = ACCOUNT_ID) -> None:
+    sm = _client("secretsmanager", account_id)
     value = json.dumps({"Version": 1, "UserName": user, "AccessKeyId": key_id, "SecretAccessKey": secret_access_key})
     token = decisions.key_version_id(key_id)
     try:
         sm.put_secret_value(SecretId=secret_name, ClientRequestToken=token, SecretString=value)
     except sm.exceptions.ResourceNotFoundException:
         sm.create_secret(Name=secret_name, ClientRequestToken=token, SecretString=value)
-    _client("iam").tag_user(UserName=user, Tags=[{"Key": decisions.SECRET_TAG, "Value": secret_name}])
+    _client("iam", account_id).tag_user(UserName=user, Tags=[{"Key": decisions.SECRET_TAG, "Value": secret_name}])
 
 
-def seed(fixture: dict, now: datetime, secret_name_prefix: str) -> dict[str, datetime]:
-    """Create the fixture's account. Returns the keys a consumer keeps using (``usedUntilDay``): key id -> until."""
+def seed(fixture: dict, now: datetime, secret_name_prefix: str, account_id: str = ACCOUNT_ID) -> dict[str, datetime]:
+    """Create the fixture's account (or a member account's users). Returns the keys a consumer keeps using
+    (``usedUntilDay``): key id -> until."""
     consumers = {}
-    iam = _client("iam")
-    ses = _client("ses")
+    iam = _client("iam", account_id)
+    ses = _client("ses", account_id)
     for address in fixture.get("verifiedEmails", []):
         ses.verify_email_identity(EmailAddress=address)
     for user in fixture.get("users", []):
@@ -82,16 +90,16 @@ def seed(fixture: dict, now: datetime, secret_name_prefix: str) -> dict[str, dat
             created = (
                 decisions.parse_time(spec["created"]) if "created" in spec else now - timedelta(days=spec.get("ageDays", 0))
             )
-            backdate_key(name, key["AccessKeyId"], created)
+            backdate_key(name, key["AccessKeyId"], created, account_id)
             if spec.get("inSecret"):
-                store_key_as_workflow_does(name, secret_name_prefix + name, key["AccessKeyId"], key["SecretAccessKey"])
+                store_key_as_workflow_does(name, secret_name_prefix + name, key["AccessKeyId"], key["SecretAccessKey"], account_id)
             if spec.get("status", "Active") != "Active":
                 iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
             if "lastUsed" in spec or "lastUsedHoursAgo" in spec:  # a consumer signed with it then
                 used = (
                     decisions.parse_time(spec["lastUsed"]) if "lastUsed" in spec else now - timedelta(hours=spec["lastUsedHoursAgo"])
                 )
-                use_key(key["AccessKeyId"], used, spec.get("lastUsedBy", "s3"))
+                use_key(key["AccessKeyId"], used, spec.get("lastUsedBy", "s3"), account_id=account_id)
             if "usedUntilDay" in spec:  # a consumer signs with it every hour until then (Emulator.start)
                 consumers[key["AccessKeyId"]] = now + timedelta(days=spec["usedUntilDay"])
             if "inactiveDaysAgo" in spec:
@@ -114,22 +122,22 @@ class SecretVersion:
     key_id: str | None  # from the version id; None for a version the workflow did not write
 
 
-def keys_of(user: str) -> list[KeyState]:
+def keys_of(user: str, account_id: str = ACCOUNT_ID) -> list[KeyState]:
     """The user's keys, as ListAccessKeys lists them (from moto's store, as account_keys)."""
     return [
         KeyState(k.access_key_id, k.status, k.create_date.replace(tzinfo=timezone.utc))
-        for k in _iam_backend().get_user(user).access_keys
+        for k in _iam_backend(account_id).get_user(user).access_keys
     ]
 
 
-def tags_of(user: str) -> dict[str, str]:
-    iam = _client("iam")
+def tags_of(user: str, account_id: str = ACCOUNT_ID) -> dict[str, str]:
+    iam = _client("iam", account_id)
     return {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=user)["Tags"]}
 
 
-def secret_versions(secret_name: str) -> list[SecretVersion]:
+def secret_versions(secret_name: str, account_id: str = ACCOUNT_ID) -> list[SecretVersion]:
     """The secret's versions that carry a stage, newest stage first; [] when the secret does not exist."""
-    sm = _client("secretsmanager")
+    sm = _client("secretsmanager", account_id)
     try:
         described = sm.describe_secret(SecretId=secret_name)
     except sm.exceptions.ResourceNotFoundException:
@@ -143,9 +151,9 @@ def secret_versions(secret_name: str) -> list[SecretVersion]:
     return sorted(versions, key=lambda v: min(order.get(s, 9) for s in v.stages))
 
 
-def secret_value(secret_name: str, stage: str = "AWSCURRENT") -> dict:
+def secret_value(secret_name: str, stage: str = "AWSCURRENT", account_id: str = ACCOUNT_ID) -> dict:
     """Test harness only: the stored credentials, to check they match the version that names them."""
-    sm = _client("secretsmanager")
+    sm = _client("secretsmanager", account_id)
     return json.loads(sm.get_secret_value(SecretId=secret_name, VersionStage=stage)["SecretString"])
 
 
@@ -159,10 +167,10 @@ class SecretState:
     staged_keys: frozenset[str] = frozenset()  # the key ids its staged versions (AWSCURRENT, AWSPREVIOUS) name
 
 
-def account_keys() -> dict[str, dict[str, str]]:
+def account_keys(account_id: str = ACCOUNT_ID) -> dict[str, dict[str, str]]:
     """Every IAM user's keys as {user: {key id: status}}, users by IAM's spelling. Read from moto's store, not
     through the API: the harness's reads neither trip an injected fault nor take time on the clock."""
-    return {user.name: {k.access_key_id: k.status for k in user.access_keys} for user in list(_iam_backend().users.values())}
+    return {user.name: {k.access_key_id: k.status for k in user.access_keys} for user in list(_iam_backend(account_id).users.values())}
 
 
 def run_records(bucket: str, prefix: str) -> dict[str, str]:
@@ -173,9 +181,9 @@ def run_records(bucket: str, prefix: str) -> dict[str, str]:
     return {key: objects[key].value.decode() for key in sorted(objects.keys()) if key.startswith(prefix)}
 
 
-def users_in_scope(path: str, tag_key: str, tag_value: str) -> dict[str, dict[str, str]]:
+def users_in_scope(path: str, tag_key: str, tag_value: str, account_id: str = ACCOUNT_ID) -> dict[str, dict[str, str]]:
     """The users decisions.is_managed counts in, with their tags (from moto's store, as above)."""
-    backend = _iam_backend()
+    backend = _iam_backend(account_id)
     found = {}
     for user in list(backend.users.values()):
         tags = backend.tagger.get_tag_dict_for_resource(user.arn)
@@ -184,12 +192,12 @@ def users_in_scope(path: str, tag_key: str, tag_value: str) -> dict[str, dict[st
     return found
 
 
-def workflow_secrets(prefix: str) -> dict[str, SecretState]:
+def workflow_secrets(prefix: str, account_id: str = ACCOUNT_ID) -> dict[str, SecretState]:
     """Every secret under the prefix, scheduled for deletion or not, by name (from moto's store, as above)."""
     from moto.secretsmanager.models import secretsmanager_backends
 
     found = {}
-    for secret in list(secretsmanager_backends[ACCOUNT_ID][REGION].secrets.values()):
+    for secret in list(secretsmanager_backends[account_id][REGION].secrets.values()):
         if not secret.name.startswith(prefix):
             continue
         stages = {version_id: v["version_stages"] for version_id, v in secret.versions.items()}
@@ -215,12 +223,12 @@ def secret_holds_a_working_key(name: str, state: SecretState | None, keys: dict[
     return any(decisions.user_key(u) == user and ks.get(state.current_key) == "Active" for u, ks in keys.items())
 
 
-def secret_value_matches(name: str, prefix: str) -> bool:
+def secret_value_matches(name: str, prefix: str, account_id: str = ACCOUNT_ID) -> bool:
     """AWSCURRENT's value holds the key its version names, for the user the secret is named for (read from moto's
     store, as above)."""
     from moto.secretsmanager.models import secretsmanager_backends
 
-    secret = secretsmanager_backends[ACCOUNT_ID][REGION].secrets[name]
+    secret = secretsmanager_backends[account_id][REGION].secrets[name]
     version_id, version = next((v, d) for v, d in secret.versions.items() if "AWSCURRENT" in d["version_stages"])
     try:
         value = json.loads(version.get("secret_string") or "")

@@ -16,9 +16,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import stack
 from .fixture import InputError
-from .printing import Progress, print_account, print_header, print_run, print_timeline, shown
+from .printing import Progress, print_account, print_header, print_members, print_run, print_timeline, shown
 from .runner import Emulator, Run
-from .snapshot import account_state, run_record
+from .snapshot import account_state, member_states, run_record
 
 DEMO_FIXTURE = stack.ROOT / "fixtures" / "demo-account.json"
 
@@ -51,11 +51,15 @@ def walk(fixture: dict, days: list[int], overrides: dict, source: Path, as_json:
 def _account_before(aws: Emulator, progress: Progress, source: Path, when: str, as_json: bool) -> dict:
     """The account before the first run: recorded for the document, and printed (unless --json)."""
     before = {"time": decisions.format_time(aws.clock.now), "users": account_state(aws, aws.users)}
+    members = member_states(aws)
+    if members:
+        before["memberAccounts"] = members
     progress.clear()
     if not as_json:
         print_header(aws, source)
-        print(f"\nThe account {when}:")
+        print(f"\nThe account {when}:" if not members else f"\nThe hub's account ({aws.account_ids[0]}) {when}:")
         print_account(before["users"])
+        print_members(members)
     return before
 
 
@@ -122,7 +126,10 @@ def _finish(aws: Emulator, runs: list[Run], records: list[dict], before: dict, a
         "parameters": dict(aws.deployment.parameters),
         "accountBefore": before,
         "runs": records,
-        "accountAfter": {"time": decisions.format_time(aws.clock.now), "users": account_state(aws, aws.users)},
+        "accountAfter": {
+            "time": decisions.format_time(aws.clock.now), "users": account_state(aws, aws.users),
+            **({"memberAccounts": members} if (members := member_states(aws)) else {}),
+        },
         "failedRuns": failed,
         "invariantViolations": problems,
         "leakedTexts": len(leaks),

@@ -23,6 +23,17 @@ the account fixture (--account FILE, JSON; fixtures/demo-account.json is one):
                                                  and seed print the same key ids
     "parameters": {"SenderEmail": "..."},        template parameter overrides; --param wins over them
     "verifiedEmails": ["rotation@example.com"],  SES identities verified in the account
+    "organization": {                            optional: the hub manages an AWS Organization (set the
+                                                 parameter TargetAccounts, e.g. to ORGANIZATION); the fixture's
+                                                 own users are then the hub account's
+      "hubMemberStack": true,                    deploy member/template.yaml in the hub's account too (it is a
+                                                 managed account when TargetAccounts takes it in)
+      "accounts": [                              member accounts (ids drawn from their names and the seed)
+        {"name": "payments",                     required and unique: letters, digits and -
+         "memberStack": true,                    deploy member/template.yaml in it (default true)
+         "status": "ACTIVE",                     or "SUSPENDED" (a closed account)
+         "users": [...]}                         its IAM users, as below
+      ]},
     "users": [                                   the IAM users, created in this order
       {"name": "ci-deployer",                    required and unique: an IAM user name
        "path": "/",                              IAM path (default "/")
@@ -48,7 +59,9 @@ the account fixture (--account FILE, JSON; fixtures/demo-account.json is one):
   Any other field is an error, so that a typo cannot pass unnoticed.
 """
 
-FIXTURE_FIELDS = {"description", "start", "seed", "parameters", "verifiedEmails", "users"}
+FIXTURE_FIELDS = {"description", "start", "seed", "parameters", "verifiedEmails", "users", "organization"}
+ORGANIZATION_FIELDS = {"hubMemberStack", "accounts"}
+MEMBER_FIELDS = {"name", "memberStack", "status", "users"}
 USER_FIELDS = {"name", "path", "tags", "note", "keys"}
 KEY_FIELDS = {"ageDays", "created", "status", "inSecret", "inactiveDaysAgo", "lastUsed", "lastUsedHoursAgo", "lastUsedBy",
               "usedUntilDay", "note"}
@@ -101,12 +114,50 @@ def fixture_problems(fixture) -> list[str]:
         problems.append('parameters must be an object of template parameter values, e.g. {"MaxKeyAgeDays": "30"}')
     if not _is_list_of(fixture.get("verifiedEmails", []), str):
         problems.append("verifiedEmails must be a list of email addresses")
-    users = fixture.get("users", [])
+    problems += _users_problems(fixture.get("users", []), "")
+    if "organization" in fixture:
+        problems += _organization_problems(fixture["organization"])
+    return problems
+
+
+def _organization_problems(organization) -> list[str]:
+    if not isinstance(organization, dict):
+        return ['organization must be an object such as {"accounts": [{"name": "payments", "users": []}]}']
+    problems = _unknown_fields(organization, ORGANIZATION_FIELDS, "organization")
+    if not isinstance(organization.get("hubMemberStack", False), bool):
+        problems.append("organization.hubMemberStack must be true or false")
+    accounts = organization.get("accounts", [])
+    if not isinstance(accounts, list):
+        return problems + ["organization.accounts must be a list"]
+    names: set[str] = set()
+    for i, member in enumerate(accounts):
+        where = f"organization.accounts[{i}]"
+        if not isinstance(member, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        name = member.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9-]{1,50}", name):
+            problems.append(f"{where}.name {name!r} must be letters, digits and -")
+        elif name in names:
+            problems.append(f"{where}: a second account named {name}")
+        names.add(name if isinstance(name, str) else "")
+        problems += _unknown_fields(member, MEMBER_FIELDS, where)
+        if not isinstance(member.get("memberStack", True), bool):
+            problems.append(f"{where}.memberStack must be true or false")
+        if member.get("status", "ACTIVE") not in ("ACTIVE", "SUSPENDED"):
+            problems.append(f"{where}.status {member['status']!r} must be ACTIVE or SUSPENDED")
+        problems += _users_problems(member.get("users", []), where + ".")
+    return problems
+
+
+def _users_problems(users, prefix: str) -> list[str]:
+    """What is wrong with a list of users (the fixture's, or a member account's: ``prefix`` says where)."""
+    problems: list[str] = []
     if not isinstance(users, list):
-        return problems + ["users must be a list"]
+        return [f"{prefix}users must be a list"]
     names: set[str] = set()
     for i, user in enumerate(users):
-        where = f"users[{i}]"
+        where = f"{prefix}users[{i}]"
         if not isinstance(user, dict):
             problems.append(f"{where} must be an object")
             continue

@@ -14,7 +14,7 @@ import report
 
 from . import diagram, history
 from .runner import Emulator, Run
-from .snapshot import account_state, children_in_order, emails_in_order
+from .snapshot import account_state, children_in_order, emails_in_order, member_states
 
 
 def table(header: list[str], rows: list[list[str]], right: frozenset[int] = frozenset(), indent: str = "  ") -> list[str]:
@@ -46,6 +46,13 @@ def print_header(aws: Emulator, source: Path) -> None:
     print("and the Lambda functions on an emulated AWS account (moto). No AWS account is used.")
     print(f"Account fixture: {shown(source)}")
     print("Parameters: " + ", ".join(f"{k}={p[k]}" for k in names if k in p))
+
+
+def print_members(members: dict[str, dict], indent: str = "  ") -> None:
+    """Each member account's tables (snapshot.member_states), under its name and id."""
+    for name, member in members.items():
+        print(f"{indent}Account {name} ({member['id']}):")
+        print_account(member["users"], indent)
 
 
 def print_account(users: list[dict], indent: str = "  ") -> None:
@@ -80,13 +87,25 @@ def print_run(aws: Emulator, run: Run, title: str) -> None:
         print(f"  error: {run.error}\n  cause: {run.cause}")
     summary = run.output or _summary_from_cause(run.cause)
     if isinstance(summary, dict) and "users" in summary:
-        for entry in summary["users"]:
-            print("\n".join("  " + line for line in report.user_paragraph(entry)))
+        for entry in summary["users"]:  # across accounts, each user with its account
+            labelled = {**entry, "label": f"{entry['account']}/{entry['user']}"} if "account" in entry else entry
+            print("\n".join("  " + line for line in report.user_paragraph(labelled)))
         print(f"  ({summary.get('unchangedUsers')} of {summary.get('managedUsers')} managed users unchanged)")
     changed = [u for u in aws.users if run.keys_after[u] != run.keys_before[u]]
-    print("  Keys and secrets of the users this run changed:" if changed else "  No key or secret changed.")
+    members = [
+        (name, account_id, specs, [u["name"] for u in specs if run.accounts[account_id].keys_after[u["name"]] != run.accounts[account_id].keys_before[u["name"]]])
+        for name, account_id, specs in aws.member_users()
+    ]
+    anything = changed or any(users for *_, users in members)
+    print("  Keys and secrets of the users this run changed:" if anything else "  No key or secret changed.")
     if changed:
+        if members:
+            print(f"    The hub's account ({aws.account_ids[0]}):")
         print_account(account_state(aws, changed), indent="    ")
+    for name, account_id, specs, users in members:
+        if users:
+            print(f"    Account {name} ({account_id}):")
+            print_account(account_state(aws, users, account_id, specs), indent="    ")
     for email in emails_in_order(aws, run):
         print(f"  Email from {email.source} to {', '.join(email.destinations)}")
         print(f"    Subject: {email.subject}")

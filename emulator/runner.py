@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from moto import mock_aws
 from moto.moto_api._internal import mock_random
 
-from . import account, speed, stack
+from . import account, cross_account, member_stack, speed, stack
 from .faithful_moto import Clock, Recorder, faithful_moto
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -35,6 +35,17 @@ class Email:
     destinations: list[str]
     subject: str
     body: str
+
+
+@dataclass
+class AccountState:
+    """One managed account's keys and secrets around a run (the invariants are checked account by account)."""
+
+    keys_before: dict[str, dict[str, str]]
+    secrets_before: dict[str, account.SecretState]
+    keys_after: dict[str, dict[str, str]] = field(default_factory=dict)
+    secrets_after: dict[str, account.SecretState] = field(default_factory=dict)
+    mismatched_values: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +69,7 @@ class Run:
     records: dict[str, str] = field(default_factory=dict)  # what it wrote to the run bucket, by key
     published: list[tuple[str, str]] = field(default_factory=list)  # (subject, message) it put on the report topic
     events_put: list[str] = field(default_factory=list)  # the detail of each lifecycle event it put on the bus
+    accounts: dict[str, AccountState] = field(default_factory=dict)  # every account's, the hub's included, by id
 
     def histories(self) -> list[list[dict]]:
         """The run's own history and each child execution's."""
@@ -110,6 +122,7 @@ class Emulator:
         self.runs: list[Run] = []
         self.consumers: dict[str, datetime] = {}  # keys a consumer keeps using, until when
         self._run_numbers = itertools.count(1)
+        self.member_accounts: dict[str, str] = {}  # the organization's member accounts by name (fixture "organization")
 
     def __enter__(self) -> Emulator:
         try:
@@ -130,6 +143,7 @@ class Emulator:
                 raise stack.TemplateError(f"the stack could not be deployed: {error}") from error
             functions.update(self.deployment.functions)
             self.consumers = account.seed(self.fixture, self.clock.now, self.secret_prefix)
+            self.member_accounts = self._organization(self.fixture.get("organization"))
         except BaseException:
             self._stack.close()  # a half-built account must not outlive a failed start
             raise
@@ -138,6 +152,48 @@ class Emulator:
 
     def __exit__(self, *exc):
         self._stack.close()
+
+    def _organization(self, organization: dict | None) -> dict[str, str]:
+        """The fixture's organization: member accounts (ids from their names), the member stack deployed through
+        member/template.yaml in those that have it (and in the hub's account when ``hubMemberStack``), their users
+        seeded. Returns each member account's id by name."""
+        if not organization:
+            return {}
+        specs = organization.get("accounts", [])
+        created = cross_account.create_organization([a["name"] for a in specs])
+        parameters = self.deployment.parameters
+        member_parameters = {
+            "HubAccountId": stack.ACCOUNT_ID,
+            "MemberRoleName": parameters["MemberRoleName"],
+            "UserPath": parameters["UserPath"],
+            "SecretNamePrefix": parameters["SecretNamePrefix"],
+            "AllowConsumerPolicy": "true" if parameters.get("ConsumerPrincipalArn") else "false",
+        }
+        if organization.get("hubMemberStack"):
+            member_stack.deploy_member(stack.client, member_parameters, stack.ACCOUNT_ID)
+        for spec in specs:
+            account_id = created.members[spec["name"]]
+            if spec.get("memberStack", True):
+                member_stack.deploy_member(
+                    lambda service, a=account_id: cross_account.client_in(a, service), member_parameters, account_id
+                )
+            self.consumers.update(account.seed(spec, self.clock.now, self.secret_prefix, account_id))
+            if spec.get("status", "ACTIVE") == "SUSPENDED":
+                cross_account.suspend(account_id)
+        return created.members
+
+    def member_users(self) -> list[tuple[str, str, list[dict]]]:
+        """Each member account of the fixture's organization: (name, id, its users' specs), in the fixture's order."""
+        specs = (self.fixture.get("organization") or {}).get("accounts", [])
+        return [(spec["name"], self.member_accounts[spec["name"]], spec.get("users", [])) for spec in specs]
+
+    @property
+    def account_ids(self) -> list[str]:
+        """Every account the emulator holds users in: the hub's, then each member's."""
+        return [stack.ACCOUNT_ID, *self.member_accounts.values()]
+
+    def _account_states(self) -> dict[str, AccountState]:
+        return {a: AccountState(account.account_keys(a), account.workflow_secrets(self.secret_prefix, a)) for a in self.account_ids}
 
     @property
     def secret_prefix(self) -> str:
@@ -176,6 +232,7 @@ class Emulator:
         sent_before, published_before = len(_sent_messages()), len(_published())
         delays_before, events_before = len(self.recorder.retry_delays), len(self.recorder.events_put)
         keys_before, secrets_before = account.account_keys(), account.workflow_secrets(self.secret_prefix)
+        accounts = self._account_states()
         started = self.clock.now
         arn = self.sfn.start_execution(stateMachineArn=self.deployment.state_machine_arn, name=name, input=raw)[
             "executionArn"
@@ -205,6 +262,17 @@ class Emulator:
             if state.current_key and getattr(secrets_before.get(name), "current_version", None) != state.current_version
             and not account.secret_value_matches(name, self.secret_prefix)
         ]
+        for account_id, state in accounts.items():
+            state.keys_after = account.account_keys(account_id)
+            state.secrets_after = account.workflow_secrets(self.secret_prefix, account_id)
+            state.mismatched_values = [
+                name
+                for name, after in state.secrets_after.items()
+                if after.current_key
+                and getattr(state.secrets_before.get(name), "current_version", None) != after.current_version
+                and not account.secret_value_matches(name, self.secret_prefix, account_id)
+            ]
+        run.accounts = accounts
         with contextlib.suppress(ValueError):
             run.input = json.loads(raw)
         run.records = account.run_records(self.deployment.bucket, f"runs/{name}/")
@@ -266,28 +334,41 @@ class Emulator:
         prefix, problems = self.secret_prefix, []
         for run in runs:
             retired = _keys_the_run_retired(run)
-            for name, before in sorted(run.secrets_before.items()):
-                working = account.secret_holds_a_working_key(name, before, run.keys_before, prefix)
-                if working and before.current_key in retired:
-                    problems.append(f"{run.name}: key {before.current_key}, which secret {name} holds, was retired")
-            for name, after in sorted(run.secrets_after.items()):
-                before = run.secrets_before.get(name)
-                written = after.current_key and (before is None or before.current_version != after.current_version)
-                if written and not account.secret_holds_a_working_key(name, after, run.keys_after, prefix):
-                    problems.append(f"{run.name}: secret {name}'s new AWSCURRENT is not an Active key of its user")
-            problems += [f"{run.name}: secret {n}'s AWSCURRENT value does not hold the key its version names" for n in run.mismatched_values]
-
-            before, after = _flat(run.keys_before), _flat(run.keys_after)
-            held = set().union(*(s.staged_keys for s in run.secrets_after.values()))
             told = " ".join(run.report_texts())
-            problems += [
-                f"{run.name}: key {k} was created, and no secret holds it, nor was it deleted or reported for deletion"
-                for k in sorted(set(after) - set(before) - held)
-                if f"--access-key-id {k}" not in told
-            ]
-            problems += [f"{run.name}: Active key {k} was deleted" for k, s in before.items() if s == "Active" and k not in after]
+            for account_id, state in (run.accounts or {stack.ACCOUNT_ID: _hub_state(run)}).items():
+                where = run.name if account_id == stack.ACCOUNT_ID else f"{run.name} in {account_id}"
+                problems += _violations(where, state, retired, told, prefix)
             problems += [f"{run.name}: key {k} was deactivated before a key check" for k in _deactivated_unproven(run)]
         return problems
+
+
+def _hub_state(run: Run) -> AccountState:
+    return AccountState(run.keys_before, run.secrets_before, run.keys_after, run.secrets_after, run.mismatched_values)
+
+
+def _violations(where: str, state: AccountState, retired: set[str], told: str, prefix: str) -> list[str]:
+    """The invariants in one account (see Emulator.invariant_violations)."""
+    problems = []
+    for name, before in sorted(state.secrets_before.items()):
+        working = account.secret_holds_a_working_key(name, before, state.keys_before, prefix)
+        if working and before.current_key in retired:
+            problems.append(f"{where}: key {before.current_key}, which secret {name} holds, was retired")
+    for name, after in sorted(state.secrets_after.items()):
+        before = state.secrets_before.get(name)
+        written = after.current_key and (before is None or before.current_version != after.current_version)
+        if written and not account.secret_holds_a_working_key(name, after, state.keys_after, prefix):
+            problems.append(f"{where}: secret {name}'s new AWSCURRENT is not an Active key of its user")
+    problems += [f"{where}: secret {n}'s AWSCURRENT value does not hold the key its version names" for n in state.mismatched_values]
+
+    before, after = _flat(state.keys_before), _flat(state.keys_after)
+    held = set().union(*(s.staged_keys for s in state.secrets_after.values()))
+    problems += [
+        f"{where}: key {k} was created, and no secret holds it, nor was it deleted or reported for deletion"
+        for k in sorted(set(after) - set(before) - held)
+        if f"--access-key-id {k}" not in told
+    ]
+    problems += [f"{where}: Active key {k} was deleted" for k, s in before.items() if s == "Active" and k not in after]
+    return problems
 
 
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9/+]{40,}")  # a run of characters a secret access key may hold

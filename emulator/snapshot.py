@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import decisions
 
-from . import account, history
+from . import account, history, stack
 from .runner import Email, Emulator, Run
 
+HUB = stack.ACCOUNT_ID
 
-def account_state(aws: Emulator, users: list[str]) -> list[dict]:
-    """Each user's keys (oldest first) and its secret's staged versions, for the tables and --json."""
+
+def account_state(aws: Emulator, users: list[str], account_id: str = HUB, specs: list[dict] | None = None) -> list[dict]:
+    """Each user's keys (oldest first) and its secret's staged versions, for the tables and --json; ``specs``: the
+    fixture's users of that account (the hub's by default)."""
     state = []
     for user in users:
-        keys = sorted(account.keys_of(user), key=lambda k: k.created)
+        keys = sorted(account.keys_of(user, account_id), key=lambda k: k.created)
         secret = aws.secret_prefix + user
-        versions = _secret_versions(secret, {k.id: k.status for k in keys})
+        versions = _secret_versions(secret, {k.id: k.status for k in keys}, account_id)
         state.append({
             "name": user,
-            "managed": _managed(aws, user),
+            "managed": _managed(aws, user, account_id, specs),
             "keys": [
                 {"id": k.id, "status": k.status, "created": decisions.format_time(k.created),
                  "ageDays": (aws.clock.now - k.created).days}
@@ -34,18 +37,26 @@ def account_state(aws: Emulator, users: list[str]) -> list[dict]:
     return state
 
 
-def _secret_versions(secret: str, key_statuses: dict[str, str]) -> list[dict]:
+def _secret_versions(secret: str, key_statuses: dict[str, str], account_id: str = HUB) -> list[dict]:
     return [
         {"versionId": v.version_id, "stages": list(v.stages), "keyId": v.key_id,
          "keyStatus": key_statuses.get(v.key_id, "deleted") if v.key_id else None}
-        for v in account.secret_versions(secret)
+        for v in account.secret_versions(secret, account_id)
     ]
 
 
-def _managed(aws: Emulator, user: str) -> bool:
+def _managed(aws: Emulator, user: str, account_id: str = HUB, specs: list[dict] | None = None) -> bool:
     p = aws.deployment.parameters
-    path = next(u for u in aws.fixture["users"] if u["name"] == user).get("path", "/")
-    return decisions.is_managed(path, account.tags_of(user), p["UserPath"], p["UserTagKey"], p["UserTagValue"])
+    path = next(u for u in (aws.fixture["users"] if specs is None else specs) if u["name"] == user).get("path", "/")
+    return decisions.is_managed(path, account.tags_of(user, account_id), p["UserPath"], p["UserTagKey"], p["UserTagValue"])
+
+
+def member_states(aws: Emulator) -> dict[str, dict]:
+    """Each member account of the fixture's organization, by name: its id and its users' state (account_state)."""
+    return {
+        name: {"id": account_id, "users": account_state(aws, [u["name"] for u in specs], account_id, specs)}
+        for name, account_id, specs in aws.member_users()
+    }
 
 
 def run_record(aws: Emulator, run: Run, execution_input, day: int | None) -> dict:
@@ -55,6 +66,16 @@ def run_record(aws: Emulator, run: Run, execution_input, day: int | None) -> dic
         versions = _secret_versions(aws.secret_prefix + user, run.keys_after[user])
         if versions:
             secrets[user] = versions
+    members = {}
+    for name, account_id, specs in aws.member_users():
+        state, users = run.accounts[account_id], [u["name"] for u in specs]
+        members[name] = {
+            "id": account_id,
+            "keys": {u: {"before": state.keys_before[u], "after": state.keys_after[u]} for u in users},
+            "secretVersions": {
+                u: versions for u in users if (versions := _secret_versions(aws.secret_prefix + u, state.keys_after[u], account_id))
+            },
+        }
     return {
         "name": run.name,
         "day": day,
@@ -71,6 +92,7 @@ def run_record(aws: Emulator, run: Run, execution_input, day: int | None) -> dic
             {"source": e.source, "recipients": e.destinations, "subject": e.subject, "body": e.body}
             for e in emails_in_order(aws, run)
         ],
+        **({"memberAccounts": members} if members else {}),
     }
 
 

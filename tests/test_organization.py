@@ -1,0 +1,260 @@
+"""One hub stack over an AWS Organization, on the emulator: the hub (template.yaml, TargetAccounts) in the
+management account, member/template.yaml deployed into member accounts through the real template, every IAM and
+Secrets Manager Task acting in the user's account through its Credentials, and the planning functions assuming the
+member role. Every run is checked, account by account, for the invariants and for secret material."""
+
+import json
+
+import pytest
+
+from emulator import account, cross_account, stack
+from emulator.runner import Emulator
+
+START = "2026-01-05T06:00:00Z"
+HUB = stack.ACCOUNT_ID
+MEMBER_ROLE = "iam-key-rotation-member"
+PREFIX = "iam-key-rotation/"
+
+
+def user(name, age_days, status="Active"):
+    return {
+        "name": name,
+        "tags": {"KeyRotation": "enabled", "KeyOwnerEmail": f"{name}-owner@example.com"},
+        "keys": [{"ageDays": age_days, "status": status, "inSecret": True}],
+    }
+
+
+def organization(*members, target="ORGANIZATION"):
+    """A hub (one due user of its own, the member stack deployed in its account too: ORGANIZATION includes it) and
+    the member accounts given as (name, users, has the member stack)."""
+    return {
+        "start": START,
+        "parameters": {"TargetAccounts": target, "SenderEmail": "rotation@example.com", "NotificationEmails": "team@example.com"},
+        "verifiedEmails": ["rotation@example.com"],
+        "users": [user("hub-deployer", 85)],
+        "organization": {
+            "hubMemberStack": True,
+            "accounts": [{"name": name, "users": users, "memberStack": stacked} for name, users, stacked in members],
+        },
+    }
+
+
+THREE_MEMBERS = organization(
+    ("payments", [user("ci-deployer", 85), user("fresh", 3)], True),
+    ("analytics", [user("ci-deployer", 95)], True),
+    ("sandbox", [user("tester", 95)], False),  # no member stack: the hub cannot act there
+)
+
+
+@pytest.fixture
+def org():
+    started = []
+
+    def start(fixture, **parameters):
+        aws = Emulator(fixture, parameters).__enter__()
+        started.append(aws)
+        return aws
+
+    yield start
+    try:
+        for aws in started:
+            for run in aws.runs:
+                assert aws.invariant_violations(run) == [], run.name
+                assert aws.leaked_texts(run) == [], f"secret material in {run.name}"
+    finally:
+        for aws in started:
+            aws.__exit__(None, None, None)
+
+
+def keys(user_name, account_id):
+    return {k.id: k.status for k in account.keys_of(user_name, account_id)}
+
+
+def summary(run) -> dict:
+    """The run's summary: its output, or after a failure the JSON its cause ends with."""
+    return run.output or json.loads(run.cause.split(" Summary: ", 1)[1])
+
+
+def outcomes(run):
+    return {(u["account"], u["user"]): u["outcome"] for u in summary(run)["users"]}
+
+
+def test_one_run_rotates_in_every_account_with_the_member_role_and_reports_the_one_without(org):
+    aws = org(THREE_MEMBERS)
+    payments, analytics, sandbox = (aws.member_accounts[n] for n in ("payments", "analytics", "sandbox"))
+    before = {(a, u): keys(u, a) for a, u in ((HUB, "hub-deployer"), (payments, "ci-deployer"), (analytics, "ci-deployer"), (sandbox, "tester"))}
+
+    run = aws.scheduled_run()
+
+    # The account without the member stack fails the run (the alarm fires); the others are acted on all the same.
+    assert (run.status, run.error) == ("FAILED", "RotationFailed")
+    assert f"1 account(s) not reached: {sandbox}" in run.cause and "Deploy member/template.yaml there" in run.cause
+    assert (summary(run)["accounts"], summary(run)["unreachableAccounts"], summary(run)["rotated"]) == (4, 1, 3)
+    assert outcomes(run) == {
+        (HUB, "hub-deployer"): "rotated", (payments, "ci-deployer"): "rotated", (analytics, "ci-deployer"): "rotated",
+    }
+    # Two users of one name in two accounts are two users: each got its own new key, in its own account's secret.
+    for account_id, name in ((HUB, "hub-deployer"), (payments, "ci-deployer"), (analytics, "ci-deployer")):
+        (new,) = set(keys(name, account_id)) - set(before[account_id, name])
+        assert account.workflow_secrets(PREFIX, account_id)[PREFIX + name].current_key == new
+    assert keys("tester", sandbox) == before[sandbox, "tester"]
+    # One email, grouped by account, the unreachable account first, with the fix.
+    (team,) = [e for e in run.emails if e.destinations == ["team@example.com"]]
+    assert "1 account(s) not reached" in team.subject
+    body = team.body
+    assert body.index(f"account {sandbox}: FAILED") < body.index(f"Account {analytics}:") < body.index(f"Account {payments}:")
+    assert f"{payments}/ci-deployer: ROTATED" in body and f"{analytics}/ci-deployer: ROTATED" in body
+
+
+def test_a_first_rotation_creates_the_secret_in_the_member_account_under_its_own_key(org):
+    first = {"name": "new-service", "tags": {"KeyRotation": "enabled"}, "keys": [{"ageDays": 85}]}  # no secret yet
+    aws = org(organization(("payments", [first], True)))
+    payments = aws.member_accounts["payments"]
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    run = aws.scheduled_run()
+
+    assert outcomes(run)[payments, "new-service"] == "rotated"
+    secret = secretsmanager_backends[payments][stack.REGION].secrets[PREFIX + "new-service"]
+    assert secret.kms_key_id == f"alias/{MEMBER_ROLE}-secrets"  # the member stack's key, by its alias
+    assert PREFIX + "new-service" not in account.workflow_secrets(PREFIX, HUB)  # nothing of it in the hub
+
+
+def test_the_old_keys_are_retired_then_deleted_in_every_account(org):
+    aws = org(THREE_MEMBERS)
+    payments, analytics = aws.member_accounts["payments"], aws.member_accounts["analytics"]
+    aws.scheduled_run()
+    old = {(a, n): min(keys(n, a)) for a, n in ((payments, "ci-deployer"), (analytics, "ci-deployer"))}
+    old = {(a, n): next(k for k in keys(n, a) if account.workflow_secrets(PREFIX, a)[PREFIX + n].current_key != k) for a, n in old}
+
+    aws.advance(7)
+    retiring = aws.scheduled_run()
+    aws.advance(7)
+    deleting = aws.scheduled_run()
+
+    assert {k: v for k, v in outcomes(retiring).items() if k[0] != HUB} == {(payments, "ci-deployer"): "retired", (analytics, "ci-deployer"): "retired"}
+    assert {k: v for k, v in outcomes(deleting).items() if k[0] != HUB} == {(payments, "ci-deployer"): "retired", (analytics, "ci-deployer"): "retired"}
+    for (account_id, name), key_id in old.items():
+        assert key_id not in keys(name, account_id)  # deactivated a week ago, deleted now
+        assert list(keys(name, account_id).values()) == ["Active"]
+
+
+def test_a_suspended_account_found_in_the_organization_is_listed_and_does_not_fail_the_run(org):
+    fixture = organization(("payments", [user("ci-deployer", 10)], True), ("closed", [user("old", 95)], True))
+    fixture["organization"]["accounts"][1]["status"] = "SUSPENDED"
+    aws = org(fixture)
+    closed = aws.member_accounts["closed"]
+
+    run = aws.scheduled_run()
+
+    assert run.status == "SUCCEEDED"
+    assert (run.output["accounts"], run.output["unreachableAccounts"]) == (3, 1)
+    (team,) = [e for e in run.emails if e.destinations == ["team@example.com"]]
+    assert f"account {closed}: SKIPPED" in team.body and "SUSPENDED in AWS Organizations" in team.body
+    assert list(keys("old", closed).values()) == ["Active"]  # nothing done there
+
+
+def test_an_on_demand_run_narrows_the_accounts_and_names_users_in_them(org):
+    aws = org(THREE_MEMBERS)
+    payments, analytics = aws.member_accounts["payments"], aws.member_accounts["analytics"]
+    before = keys("ci-deployer", analytics)
+
+    run = aws.start({"accounts": [payments], "users": ["ci-deployer"], "force": True})
+
+    assert run.status == "SUCCEEDED"
+    assert outcomes(run) == {(payments, "ci-deployer"): "rotated"}
+    assert keys("ci-deployer", analytics) == before
+    outside = aws.start({"accounts": ["999999999999"]})
+    assert (outside.status, outside.error) == ("FAILED", "InvalidInput")
+    assert "outside this stack's TargetAccounts" in outside.cause
+    nowhere = aws.start({"accounts": [payments], "users": ["tester"]})  # tester is a user of another account
+    assert "no managed IAM user is named tester in any of the run's accounts" in nowhere.cause
+
+
+def test_a_member_role_that_does_not_trust_the_state_machine_fails_its_users_and_changes_nothing(org):
+    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+    payments = aws.member_accounts["payments"]
+    iam = cross_account.client_in(payments, "iam")
+    trust = json.loads(json.dumps(iam.get_role(RoleName=MEMBER_ROLE)["Role"]["AssumeRolePolicyDocument"]))
+    trust["Statement"][0]["Principal"]["AWS"] = [p for p in trust["Statement"][0]["Principal"]["AWS"] if not p.endswith("-hub-state-machine")]
+    iam.update_assume_role_policy(RoleName=MEMBER_ROLE, PolicyDocument=json.dumps(trust))
+    before = keys("ci-deployer", payments)
+
+    run = aws.scheduled_run()
+
+    # Planning (the functions' roles are trusted) sees the user; its steps (the state machine's role) are refused.
+    assert run.status == "FAILED"
+    (failed,) = [u for u in summary(run)["users"] if u["account"] == payments]
+    assert failed["outcome"] == "failed" and "not authorized to perform: sts:AssumeRole" in failed["detail"]
+    assert keys("ci-deployer", payments) == before  # no key was created: the first call was refused
+
+
+def test_an_organization_fixture_is_checked_before_anything_runs():
+    from emulator.fixture import fixture_problems
+
+    problems = fixture_problems({
+        "organization": {"hubMemberStack": "yes", "accounts": [
+            {"name": "ok", "users": []},
+            {"name": "ok", "memberStack": 1, "status": "GONE", "colour": "red", "users": [{"name": "u", "keys": [{}, {}, {}]}]},
+        ]},
+    })
+    assert problems == [
+        "organization.hubMemberStack must be true or false",
+        "organization.accounts[1]: a second account named ok",
+        "organization.accounts[1] has unknown field(s) colour; allowed are memberStack, name, status, users",
+        "organization.accounts[1].memberStack must be true or false",
+        "organization.accounts[1].status 'GONE' must be ACTIVE or SUSPENDED",
+        "organization.accounts[1].users[0] (u).keys must be a list of at most 2 keys (IAM's limit)",
+    ]
+
+
+def test_the_organization_demo_runs_offline_and_reports_the_account_without_the_member_stack(capsys):
+    from emulator import cli
+
+    exit_code = cli.main(["--account", "fixtures/demo-organization.json", "--days", "0,7", "--json"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert exit_code == 1 and document["invariantViolations"] == [] and document["leakedTexts"] == 0
+    payments, sandbox = (document["accountAfter"]["memberAccounts"][n] for n in ("payments", "sandbox"))
+    assert [r["status"] for r in document["runs"]] == ["FAILED", "FAILED"]  # sandbox has no member stack
+    assert all(f"account(s) not reached: {sandbox['id']}" in r["cause"] for r in document["runs"])
+    retired = document["runs"][1]["memberAccounts"]["payments"]["keys"]["ci-deployer"]
+    assert sorted(retired["after"].values()) == ["Active", "Inactive"]  # day 7: the old key deactivated there
+    assert {u["name"]: [k["status"] for k in u["keys"]] for u in sandbox["users"]} == {"experiments": ["Active"]}
+    assert {u["name"]: len(u["keys"]) for u in payments["users"]} == {"ci-deployer": 2, "settlement-batch": 2}
+
+
+def test_a_hub_that_cannot_list_the_organization_says_how_to_let_it(org):
+    aws = org({"start": START, "parameters": {"TargetAccounts": "ORGANIZATION"}, "users": [user("app", 85)]})  # no organization
+
+    run = aws.scheduled_run()
+
+    assert run.status == "FAILED" and keys("app", HUB) and len(keys("app", HUB)) == 1  # nothing done
+    assert "TargetAccounts=ORGANIZATION needs the accounts of the organization" in run.cause
+    assert "put-resource-policy" in run.cause and "Nothing was changed" in run.cause
+
+
+def test_the_accounts_below_an_ou_are_found_at_any_depth_and_no_others():
+    import boto3
+    from moto import mock_aws
+
+    import reading
+    import targets
+
+    with mock_aws():
+        organizations = boto3.client("organizations", region_name=stack.REGION)
+        organizations.create_organization(FeatureSet="ALL")
+        root = organizations.list_roots()["Roots"][0]["Id"]
+        team = organizations.create_organizational_unit(ParentId=root, Name="team")["OrganizationalUnit"]["Id"]
+        nested = organizations.create_organizational_unit(ParentId=team, Name="nested")["OrganizationalUnit"]["Id"]
+        ids = {}
+        for name, parent in (("in-team", team), ("in-nested", nested), ("elsewhere", root)):
+            ids[name] = organizations.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]["AccountId"]
+            if parent != root:
+                organizations.move_account(AccountId=ids[name], SourceParentId=root, DestinationParentId=parent)
+
+        below = reading.organization_accounts(organizations, targets.parse_targets(team))
+        everything = reading.organization_accounts(organizations, targets.parse_targets("ORGANIZATION"))
+
+    assert {a.id for a in below} == {ids["in-team"], ids["in-nested"]}
+    assert {ids["in-team"], ids["in-nested"], ids["elsewhere"]} < {a.id for a in everything}
