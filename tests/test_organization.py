@@ -258,3 +258,37 @@ def test_the_accounts_below_an_ou_are_found_at_any_depth_and_no_others():
 
     assert {a.id for a in below} == {ids["in-team"], ids["in-nested"]}
     assert {ids["in-team"], ids["in-nested"], ids["elsewhere"]} < {a.id for a in everything}
+
+
+# --- faults, account by account ---------------------------------------------------------------------------------
+
+
+def test_a_failed_store_in_a_member_account_deletes_the_new_key_there_and_the_other_accounts_go_on(org):
+    from emulator.faults import about_user, failing
+
+    aws = org(organization(("payments", [user("ci-deployer", 85)], True), ("analytics", [user("etl", 85)], True)))
+    payments, analytics = aws.member_accounts["payments"], aws.member_accounts["analytics"]
+    before = keys("ci-deployer", payments)
+
+    with failing("secretsmanager", "put_secret_value", "InternalServiceError", when=about_user("ci-deployer")):
+        run = aws.scheduled_run()
+
+    assert (run.status, run.error) == ("FAILED", "RotationFailed")
+    assert outcomes(run) == {(payments, "ci-deployer"): "failed", (analytics, "etl"): "rotated", (HUB, "hub-deployer"): "rotated"}
+    assert keys("ci-deployer", payments) == before  # the new key, never stored, was deleted again in its account
+
+
+def test_a_create_that_succeeded_despite_its_error_leaves_no_stray_key_in_the_member_account(org):
+    # The first CreateAccessKey creates a key whose answer is lost; the retry meets IAM's two-key limit; the
+    # reconcile function, acting as the member role, finds the key there and the cleanup Task deletes it.
+    from emulator.faults import about_user, failing
+
+    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+    payments = aws.member_accounts["payments"]
+    before = keys("ci-deployer", payments)
+
+    with failing("iam", "create_access_key", "ServiceFailure", times=1, after=True, when=about_user("ci-deployer")):
+        run = aws.scheduled_run()
+
+    assert outcomes(run)[payments, "ci-deployer"] == "failed"
+    assert keys("ci-deployer", payments) == before
