@@ -1,9 +1,9 @@
 """Deploy member/template.yaml into a moto account, as CloudFormation (a StackSet instance) would.
 
-The member stack is plain CloudFormation: the member role the hub assumes, the KMS key of the account's
-secrets and its alias. This module checks the parameter values as CloudFormation does, resolves the
+The member stack is plain CloudFormation: the member roles the hub assumes (one per job), the KMS key of the
+account's secrets and its alias. This module checks the parameter values as CloudFormation does, resolves the
 template's intrinsics with emulator/stack.py's resolver for the member account's pseudo parameters, and
-creates the three resources through clients that act in that account.
+creates those resources through clients that act in that account.
 
 What it does not emulate: IAM refuses a trust policy naming a role that does not exist (the hub's roles must
 exist first); moto does not check principals, and neither does this module.

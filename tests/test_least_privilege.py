@@ -19,8 +19,18 @@ SECRETS_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:iam-key-rotatio
 MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STACK}-rotation"
 RUN_RECORDS = f"arn:aws:s3:::key-rotation-runs-{stack.PSEUDO_PARAMETERS['AWS::StackId'].rsplit('/', 1)[1]}/runs/*"
 MEMBER = "iam-key-rotation-member"
-MEMBER_ROLES = f"arn:aws:iam::*:role/{MEMBER}"  # the member role, in whichever managed account
-# What each function may do, and nothing more: in a managed account, only what the member role there allows.
+# The member roles of the stack's own account (the same as member/template.yaml's), one per job: logical id ->
+# (role name, the hub roles that may assume it, by their name's suffix).
+MEMBER_ROLES = {
+    "MemberRole": (MEMBER, ("state-machine",)),
+    "MemberReaderRole": (f"{MEMBER}-reader", ("plan-run", "plan-batch", "key-status", "reconcile")),
+    "MemberKeyCheckRole": (f"{MEMBER}-key-check", ("key-check",)),
+}
+WRITER_ACTIONS = {
+    "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:TagUser", "iam:UntagUser",
+    "secretsmanager:PutSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutResourcePolicy",
+}
+# What each function may do, and nothing more: in a managed account, only what its member role there allows.
 READS = {
     "PlanRunFunction": {"sts:AssumeRole", "states:ListExecutions"},
     "PlanBatchFunction": {"sts:AssumeRole"},
@@ -29,11 +39,6 @@ READS = {
     "ReconcileFunction": {"sts:AssumeRole"},
     "ReportFunction": {"s3:GetObject", "events:PutEvents"},
     "KeyCheckFunction": {"sts:AssumeRole"},
-}
-# The hub's roles that may assume a member role: the state machine (its Tasks' Credentials) and these functions.
-HUB_ROLES = {
-    f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}-hub-{suffix}"
-    for suffix in ("state-machine", "plan-run", "plan-batch", "key-status", "reconcile", "key-check")
 }
 ORGANIZATION = {"TargetAccounts": "ORGANIZATION"}
 WRITES_RUN_RECORDS = {"PlanRunFunction", "QueueActionsFunction", "ReportFunction"}
@@ -119,42 +124,50 @@ def test_only_the_member_role_writes_keys_of_users_under_the_path_and_rotation_s
     member = role_statements(resources["MemberRole"])
     for action in ("iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:TagUser", "iam:UntagUser"):
         grants = granted(member, action)
-        assert grants and all(as_list(s["Resource"]) == [f"arn:aws:iam::{ACCOUNT}:user/*"] for s in grants), action
-    for action in ("secretsmanager:PutSecretValue", "secretsmanager:CreateSecret", "secretsmanager:GetSecretValue"):
+        assert grants and all(as_list(s["Resource"]) == [USER_ARN] for s in grants), action
+    for action in ("secretsmanager:PutSecretValue", "secretsmanager:CreateSecret"):
         grants = granted(member, action)
         assert grants and all(as_list(s["Resource"]) == [SECRETS_ARN] for s in grants), action
-    assert not granted(member, "iam:CreateUser") and not granted(member, "iam:AttachUserPolicy")
-    assert not granted(member, "sts:AssumeRole")
-    # The hub's own roles hold no key or secret permission: they act in an account only as its member role.
+    # It reads nothing, and never a secret's value: the state machine's Tasks only write.
+    assert {a for s in member for a in as_list(s["Action"]) if not a.startswith("kms:")} <= WRITER_ACTIONS
+    # The hub's own roles hold no key or secret permission: they act in an account only as its member roles.
     for name, role in roles(resources).items():
-        if name != "MemberRole":
+        if name not in MEMBER_ROLES:
             for action in ("iam:CreateAccessKey", "iam:ListAccessKeys", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue"):
                 assert not granted(role_statements(role), action), (name, action)
-            for grant in granted(role_statements(role), "sts:AssumeRole"):
-                assert grant["Resource"] == MEMBER_ROLES, name
 
 
-def test_the_member_role_is_trusted_only_by_the_hubs_named_roles(template):
+def test_each_member_role_is_trusted_only_by_the_hub_roles_of_its_job_and_assumed_by_them_alone(template):
     _, resources = template
-    member = resources["MemberRole"]
-    assert member["RoleName"] == MEMBER
-    (trust,) = member["AssumeRolePolicyDocument"]["Statement"]
-    assert (trust["Effect"], trust["Action"], set(trust["Principal"]["AWS"])) == ("Allow", "sts:AssumeRole", HUB_ROLES)
-    assert {r["RoleName"] for r in roles(resources).values() if "RoleName" in r} >= {arn.rsplit("/", 1)[1] for arn in HUB_ROLES}
+    for logical, (name, jobs) in MEMBER_ROLES.items():
+        role = resources[logical]
+        assert role["RoleName"] == name
+        (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+        assert (trust["Effect"], trust["Action"]) == ("Allow", "sts:AssumeRole")
+        assert set(as_list(trust["Principal"]["AWS"])) == {f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}-hub-{job}" for job in jobs}
+    # And each hub role may assume only its job's member role, in whichever account.
+    may_assume = {
+        role.get("RoleName"): {g["Resource"] for g in granted(role_statements(role), "sts:AssumeRole")}
+        for name, role in roles(resources).items()
+        if name not in MEMBER_ROLES
+    }
+    expected = {f"{MEMBER}-hub-{job}": {f"arn:aws:iam::*:role/{name}"} for name, jobs in MEMBER_ROLES.values() for job in jobs}
+    assert {k: v for k, v in may_assume.items() if v} == expected
 
 
 def test_a_hub_of_other_accounts_creates_no_member_role_here_and_lists_the_organization():
     resources = deployed(ORGANIZATION)
-    assert "MemberRole" not in resources
+    assert not set(MEMBER_ROLES) & set(resources)
     machine = resources["RotationStateMachine"]
     # Secrets are created under each member account's own key (member/template.yaml's alias).
     assert machine["DefinitionSubstitutions"]["SecretsKmsKeyArn"] == f"alias/{MEMBER}-secrets"
     statements = role_statements(role_of(resources, "PlanRunFunction"))
     assert {a for s in statements for a in as_list(s["Action"])} == READS["PlanRunFunction"] | {
-        "organizations:ListAccounts", "organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent", "s3:PutObject"
+        "organizations:DescribeOrganization", "organizations:ListAccounts", "organizations:ListAccountsForParent",
+        "organizations:ListOrganizationalUnitsForParent", "s3:PutObject",
     }
     decrypters = {p for s in resources["RotationKey"]["KeyPolicy"]["Statement"] for p in as_list(s["Principal"].get("AWS", []))}
-    assert not any(MEMBER + "-hub" not in p and p.endswith("/" + MEMBER) for p in decrypters)
+    assert not any(p.rsplit("/", 1)[-1] in {name for name, _ in MEMBER_ROLES.values()} for p in decrypters)
 
 
 def test_report_email_only_from_the_sender(template):
@@ -180,20 +193,28 @@ def test_each_function_reads_only_what_it_needs_and_never_a_secret_value(templat
     if function == "PlanRunFunction":
         (listing,) = granted(statements, "states:ListExecutions")
         assert listing["Resource"] == MACHINE_ARN
-    for statement in granted(statements, "sts:AssumeRole"):  # only the member roles
-        assert statement["Resource"] == MEMBER_ROLES, statement
+    for statement in granted(statements, "sts:AssumeRole"):  # only its job's member role
+        job = "key-check" if function == "KeyCheckFunction" else "reader"
+        assert statement["Resource"] == f"arn:aws:iam::*:role/{MEMBER}-{job}", statement
     for statement in granted(statements, "events:PutEvents"):  # only the one bus
         assert statement["Resource"] == f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default", statement
 
 
-def test_the_member_role_reads_metadata_of_users_and_only_rotation_secrets(template):
+def test_the_reader_reads_metadata_only_and_only_the_key_check_reads_a_secrets_value(template):
     _, resources = template
-    member = role_statements(resources["MemberRole"])
-    for statement in granted(member, "iam:GetAccessKeyLastUsed"):  # only keys of managed users
+    reader, key_check = role_statements(resources["MemberReaderRole"]), role_statements(resources["MemberKeyCheckRole"])
+    assert {a for s in reader for a in as_list(s["Action"])} == {
+        "iam:GetAccountAuthorizationDetails", "secretsmanager:ListSecrets", "iam:GetUser", "iam:ListAccessKeys",
+        "iam:GetAccessKeyLastUsed", "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy",
+    }
+    for statement in granted(reader, "iam:GetAccessKeyLastUsed"):  # only keys of managed users
         assert as_list(statement["Resource"]) == [USER_ARN], statement
-    for action in ("secretsmanager:GetResourcePolicy", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"):
-        (statement,) = granted(member, action)
+    for action in ("secretsmanager:GetResourcePolicy", "secretsmanager:DescribeSecret"):
+        (statement,) = granted(reader, action)
         assert as_list(statement["Resource"]) == [SECRETS_ARN], statement
+    assert {a for s in key_check for a in as_list(s["Action"]) if not a.startswith("kms:")} == {"secretsmanager:GetSecretValue"}
+    (statement,) = granted(key_check, "secretsmanager:GetSecretValue")
+    assert statement["Resource"] == SECRETS_ARN
 
 
 def test_the_state_machine_reads_and_writes_only_its_own_run_records_and_child_executions(template):
@@ -248,7 +269,7 @@ def test_the_permissions_boundary_applies_to_every_role(template):
 def test_every_role_is_assumable_only_by_its_service(template):
     _, resources = template
     for name, role in roles(resources).items():
-        if name == "MemberRole":  # the hub's roles assume it (test above)
+        if name in MEMBER_ROLES:  # the hub's roles assume them (test above)
             continue
         (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
         services = as_list(statement["Principal"]["Service"])
@@ -274,7 +295,7 @@ def test_the_key_policy_names_every_principal_that_may_decrypt():
     policy = resources["RotationKey"]["KeyPolicy"]
     role_arn = lambda logical: f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{logical}"  # noqa: E731
     hub_role = lambda suffix: f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}-hub-{suffix}"  # noqa: E731
-    member_role = f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}"
+    member_roles = [f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}", f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}-key-check"]
     decrypters = {
         principal
         for s in policy["Statement"]
@@ -282,7 +303,7 @@ def test_the_key_policy_names_every_principal_that_may_decrypt():
         for principal in as_list(s["Principal"].get("AWS", s["Principal"].get("Service")))
     }
     assert decrypters == {
-        hub_role("state-machine"), member_role, CONSUMER, *READERS,
+        hub_role("state-machine"), *member_roles, CONSUMER, *READERS,
         # the run records in the run bucket, through S3 only
         hub_role("plan-run"), role_arn("QueueActionsFunctionRole"), role_arn("ReportFunctionRole"),
         "delivery.logs.amazonaws.com",  # CloudWatch log delivery of the state machine's ERROR logs (no execution data)
@@ -313,7 +334,7 @@ def test_reports_go_only_to_the_stacks_own_encrypted_topic(template):
 def test_without_readers_or_consumer_only_the_workflow_decrypts():
     policy = deployed(DEFAULTS)["RotationKey"]["KeyPolicy"]
     decrypters = {p for s in policy["Statement"] if "kms:Decrypt" in as_list(s["Action"]) for p in as_list(s["Principal"].get("AWS", []))}
-    workflow = (f"{MEMBER}-hub-state-machine", MEMBER, f"{MEMBER}-hub-plan-run", f"{STACK}-QueueActionsFunctionRole", f"{STACK}-ReportFunctionRole")
+    workflow = (f"{MEMBER}-hub-state-machine", MEMBER, f"{MEMBER}-key-check", f"{MEMBER}-hub-plan-run", f"{STACK}-QueueActionsFunctionRole", f"{STACK}-ReportFunctionRole")
     assert decrypters == {f"arn:aws:iam::{ACCOUNT}:role/{role}" for role in workflow}
 
 

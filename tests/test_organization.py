@@ -4,6 +4,7 @@ Secrets Manager Task acting in the user's account through its Credentials, and t
 member role. Every run is checked, account by account, for the invariants and for secret material."""
 
 import json
+from unittest import mock
 
 import pytest
 
@@ -16,10 +17,10 @@ MEMBER_ROLE = "iam-key-rotation-member"
 PREFIX = "iam-key-rotation/"
 
 
-def user(name, age_days, status="Active"):
+def user(name, age_days, status="Active", owner=None):
     return {
         "name": name,
-        "tags": {"KeyRotation": "enabled", "KeyOwnerEmail": f"{name}-owner@example.com"},
+        "tags": {"KeyRotation": "enabled", "KeyOwnerEmail": owner or f"{name}-owner@example.com"},
         "keys": [{"ageDays": age_days, "status": status, "inSecret": True}],
     }
 
@@ -171,22 +172,68 @@ def test_an_on_demand_run_narrows_the_accounts_and_names_users_in_them(org):
     assert "no managed IAM user is named tester in any of the run's accounts" in nowhere.cause
 
 
+def trusting(account_id: str, role_name: str, *hub_roles: str) -> None:
+    """Rewrite a member role's trust policy to name only ``hub_roles`` (by their suffix after -hub-)."""
+    principals = [f"arn:aws:iam::{HUB}:role/{MEMBER_ROLE}-hub-{r}" for r in hub_roles]
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": principals}, "Action": "sts:AssumeRole"}]}
+    cross_account.client_in(account_id, "iam").update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps(trust))
+
+
 def test_a_member_role_that_does_not_trust_the_state_machine_fails_its_users_and_changes_nothing(org):
     aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
     payments = aws.member_accounts["payments"]
-    iam = cross_account.client_in(payments, "iam")
-    trust = json.loads(json.dumps(iam.get_role(RoleName=MEMBER_ROLE)["Role"]["AssumeRolePolicyDocument"]))
-    trust["Statement"][0]["Principal"]["AWS"] = [p for p in trust["Statement"][0]["Principal"]["AWS"] if not p.endswith("-hub-state-machine")]
-    iam.update_assume_role_policy(RoleName=MEMBER_ROLE, PolicyDocument=json.dumps(trust))
+    trusting(payments, MEMBER_ROLE, "plan-run")  # a hub role, but not the state machine's
     before = keys("ci-deployer", payments)
 
     run = aws.scheduled_run()
 
-    # Planning (the functions' roles are trusted) sees the user; its steps (the state machine's role) are refused.
+    # Planning (the reader role still trusts the functions) sees the user; its steps (the state machine) are refused.
     assert run.status == "FAILED"
     (failed,) = [u for u in summary(run)["users"] if u["account"] == payments]
     assert failed["outcome"] == "failed" and "not authorized to perform: sts:AssumeRole" in failed["detail"]
     assert keys("ci-deployer", payments) == before  # no key was created: the first call was refused
+
+
+def test_each_function_is_checked_against_the_trust_of_its_own_member_role(org):
+    # Every function assumes the reader role with its own role: one the reader no longer trusts is refused, even
+    # when another function of the same run was let in a moment before (as on AWS, each has its own process).
+    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+    payments = aws.member_accounts["payments"]
+    trusting(payments, f"{MEMBER_ROLE}-reader", "plan-run", "key-status", "reconcile")  # not plan-batch
+    before = keys("ci-deployer", payments)
+
+    run = aws.scheduled_run()
+
+    (unreadable,) = [u for u in summary(run)["users"] if u["account"] == payments]
+    assert unreadable["outcome"] == "failed"
+    assert f"{MEMBER_ROLE}-hub-plan-batch" in unreadable["detail"] and f"role {MEMBER_ROLE}-reader" in unreadable["detail"]
+    assert keys("ci-deployer", payments) == before
+
+
+def test_the_key_check_reads_the_one_secret_it_checks_and_no_other(org):
+    from moto.sts.responses import TokenResponse
+
+    aws = org(organization(("payments", [user("ci-deployer", 85), user("other", 85)], True)))
+    payments = aws.member_accounts["payments"]
+    aws.scheduled_run()
+    aws.advance(7)
+    asked = []
+    assume_role = TokenResponse.assume_role
+
+    def recording(response):
+        if response._get_param("RoleArn").endswith(f":role/{MEMBER_ROLE}-key-check"):
+            asked.append((response._get_param("RoleArn"), json.loads(response._get_param("Policy"))))
+        return assume_role(response)
+
+    with mock.patch.object(TokenResponse, "assume_role", recording):
+        run = aws.scheduled_run()
+
+    assert outcomes(run)[payments, "ci-deployer"] == "retired"
+    secrets = sorted(
+        next(s["Resource"] for s in policy["Statement"] if s["Action"] == "secretsmanager:GetSecretValue")
+        for role, policy in asked if f"::{payments}:" in role
+    )
+    assert secrets == [f"arn:aws:secretsmanager:*:{payments}:secret:{PREFIX}{name}-??????" for name in ("ci-deployer", "other")]
 
 
 def test_an_organization_fixture_is_checked_before_anything_runs():
@@ -292,3 +339,36 @@ def test_a_create_that_succeeded_despite_its_error_leaves_no_stray_key_in_the_me
 
     assert outcomes(run)[payments, "ci-deployer"] == "failed"
     assert keys("ci-deployer", payments) == before
+
+
+def test_same_named_users_of_two_accounts_keep_their_own_owners_and_events(org):
+    aws = org(organization(
+        ("payments", [user("ci-deployer", 85, owner="payments-team@example.com")], True),
+        ("analytics", [user("ci-deployer", 85, owner="data-team@example.com")], True),
+    ))
+    payments, analytics = aws.member_accounts["payments"], aws.member_accounts["analytics"]
+
+    run = aws.scheduled_run()
+
+    owners = {e.destinations[0]: e.body for e in run.emails if e.destinations != ["team@example.com"]}
+    assert f"{payments}/ci-deployer: ROTATED" in owners["payments-team@example.com"]
+    assert analytics not in owners["payments-team@example.com"]
+    assert f"{analytics}/ci-deployer: ROTATED" in owners["data-team@example.com"]
+    assert payments not in owners["data-team@example.com"]
+    rotated = [json.loads(e) for e in run.events_put if '"newKeyId"' in e]
+    assert sorted((e["account"], e["user"]) for e in rotated) == sorted(
+        [(HUB, "hub-deployer"), (payments, "ci-deployer"), (analytics, "ci-deployer")]
+    )
+
+
+def test_the_users_of_a_batch_that_could_not_be_planned_keep_their_account(org):
+    from emulator.faults import failing, lambda_function
+
+    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+    payments = aws.member_accounts["payments"]
+
+    with failing("lambda", "invoke", "ServiceException", when=lambda_function("PlanBatch")):
+        run = aws.scheduled_run()
+
+    assert outcomes(run) == {(HUB, "hub-deployer"): "failed", (payments, "ci-deployer"): "failed"}
+    assert f"{payments}/ci-deployer: FAILED" in next(e.body for e in run.emails if e.destinations == ["team@example.com"])

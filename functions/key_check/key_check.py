@@ -104,11 +104,11 @@ def _read_secret_only(partition: str, account: str, secret_name: str) -> dict:
 
 
 def _secrets_of(account: str | None, secret_name: str):
-    """Secrets Manager in the user's account, as the member role there (MEMBER_ROLE_NAME): the secret lives next to
-    its consumers. The session is new for each check and only reads this one secret's value."""
+    """Secrets Manager in the user's account, as the member key check role there (<MEMBER_ROLE_NAME>-key-check): the
+    secret lives next to its consumers. The session is new for each check and only reads this one secret's value."""
     account = account or os.environ.get("ACCOUNT_ID", "")
     partition = os.environ.get("PARTITION", "aws")
-    role = f"arn:{partition}:iam::{account}:role/{os.environ.get('MEMBER_ROLE_NAME', 'iam-key-rotation-member')}"
+    role = f"arn:{partition}:iam::{account}:role/{os.environ.get('MEMBER_ROLE_NAME', 'iam-key-rotation-member')}-key-check"
     try:
         answer = boto3.client("sts").assume_role(
             RoleArn=role,
@@ -116,9 +116,11 @@ def _secrets_of(account: str | None, secret_name: str):
             Policy=json.dumps(_read_secret_only(partition, account, secret_name)),
         )
     except ClientError as error:
+        if error.response["Error"].get("Code") not in ("AccessDenied", "AccessDeniedException"):
+            raise  # throttling, a service error: boto3 retried it; the state machine reports the user
         raise StoredKeyUnusable(
             f"the key check could not assume {role} to read the secret ({error.response['Error'].get('Code')}): "
-            "check that the member role exists and trusts the hub's key check role (docs/organizations.md)"
+            "check that the member stack there creates it and that it trusts the hub's key check role (docs/organizations.md)"
         ) from None
     credentials = answer["Credentials"]
     return boto3.client(

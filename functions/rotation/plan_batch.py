@@ -38,7 +38,8 @@ def plan_batch(batch: BatchToPlan, settings: Settings, in_account) -> BatchPlan:
 
     def decide(user: UserToPlan):
         try:
-            iam, secretsmanager = (in_account(user["role"], service, reading.session_name()) for service in ("iam", "secretsmanager"))
+            reader = settings.reader_role(user["account"])
+            iam, secretsmanager = (in_account(reader, service, reading.session_name()) for service in ("iam", "secretsmanager"))
             return user, _decide(user, settings, iam, secretsmanager, now, recorded_at, batch["force"])
         except reading.AccountUnreachable as error:
             return user, error

@@ -89,8 +89,10 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
         if account.status != targets.ACTIVE:
             return account, targets.unreachable_reason(account, "", "", settings.member_role_name, settings.account_id)
         try:
-            role = settings.member_role(account.id)
-            iam, secretsmanager = (in_account(role, service, name) for service in ("iam", "secretsmanager"))
+            role = settings.member_role(account.id)  # what the state machine's Tasks will act as
+            iam, secretsmanager = (
+                in_account(settings.reader_role(account.id), service, reading.session_name()) for service in ("iam", "secretsmanager")
+            )
             secrets = reading.workflow_secrets(secretsmanager, settings.secret_name_prefix)
             if request.users:
                 return account, _requested_users(iam, settings, request.users, secrets, account.id, role)
@@ -101,7 +103,7 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
             if not settings.many_accounts:
                 raise  # this account only: the run fails, as it always did
             return account, (
-                f"its users and secrets could not be read as role {settings.member_role_name} ({reading.error_text(error)}), "
+                f"its users and secrets could not be read as role {settings.member_role_name}{targets.READER_SUFFIX} ({reading.error_text(error)}), "
                 "so nothing was changed in it: check that the member stack there is member/template.yaml with the "
                 "hub's UserPath and SecretNamePrefix; the next run tries again"
             )
@@ -117,7 +119,7 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
             else:
                 users += read_users
     if request.users:
-        _reject_unknown_users(request.users, users, user_problems, settings)
+        _reject_unknown_users(request.users, users, user_problems, settings, [p["account"] for p in unreachable])
     managed = sum(u["managed"] for u in users)
     logger.info(
         "%d managed users, %d that left rotation with a secret, in %d accounts (%d unreachable)",
@@ -186,6 +188,12 @@ def _organization_accounts(organizations, scope, settings: Settings) -> list:
     try:
         return reading.organization_accounts(organizations, scope)
     except reading.READ_ERRORS as error:
+        if "ParentNotFound" in reading.error_text(error):
+            raise InvalidConfiguration(
+                f"TargetAccounts={settings.target_accounts} names an OU or root the organization does not have "
+                f"({reading.error_text(error)}): fix the stack parameter (aws organizations list-roots, "
+                "list-organizational-units-for-parent). Nothing was changed."
+            ) from None
         raise InvalidConfiguration(
             f"TargetAccounts={settings.target_accounts} needs the accounts of the organization, and AWS Organizations "
             f"refused to list them ({reading.error_text(error)}). "
@@ -208,7 +216,7 @@ def _requested_users(iam, settings: Settings, names, secrets: dict, account: str
     return found, problems
 
 
-def _reject_unknown_users(names, users: list[UserToPlan], problems: list[str], settings: Settings) -> None:
+def _reject_unknown_users(names, users: list[UserToPlan], problems: list[str], settings: Settings, unreached: list[str] = ()) -> None:
     """An on-demand run names users: any that does not exist or is outside the scope rejects the run; across
     accounts, each must be managed in at least one of the run's accounts. Nothing is done otherwise."""
     if not settings.many_accounts:
@@ -220,7 +228,9 @@ def _reject_unknown_users(names, users: list[UserToPlan], problems: list[str], s
     if nowhere:
         raise InvalidInput(
             "; ".join(f"no managed IAM user is named {n} in any of the run's accounts" for n in nowhere)
-            + f" (this stack manages {settings.scope()}). Nothing was changed."
+            + f" (this stack manages {settings.scope()})"
+            + (f"; accounts {', '.join(unreached)} could not be read, and may have them" if unreached else "")
+            + ". Nothing was changed."
         )
 
 

@@ -45,8 +45,11 @@ def _client(service: str, credentials: str | None):
 
 # A session is renewed this long before its credentials expire (an hour after AssumeRole): a warm Lambda outlives it.
 SESSION_MARGIN = timedelta(minutes=10)
-_sessions: dict[str, tuple[boto3.Session, datetime, dict]] = {}
-_sessions_lock = threading.Lock()
+# (the function's own access key, the role) -> (session, expiry, clients by service), and a lock per key, so that
+# accounts are assumed in parallel and one slow AssumeRole holds up only its own account.
+_sessions: dict[tuple[str | None, str], tuple[boto3.Session, datetime, dict]] = {}
+_locks: dict[tuple[str | None, str], threading.Lock] = {}
+_locks_lock = threading.Lock()
 
 
 class AccountUnreachable(Exception):
@@ -63,15 +66,17 @@ def session_name() -> str:
 
 
 def for_event(event: dict, service: str):
-    """A client acting, as the member role, in the account an event's user is in (this account when it names none)."""
+    """A client reading, as the member reader role, the account an event's user is in (this account when it names
+    none)."""
     settings = Settings.from_env()
-    return in_account(settings.member_role(event.get("account") or settings.account_id), service, session_name())
+    return in_account(settings.reader_role(event.get("account") or settings.account_id), service, session_name())
 
 
 def forget_sessions() -> None:
     """Drop every cached member role session and client (a cold start)."""
-    with _sessions_lock:
+    with _locks_lock:
         _sessions.clear()
+        _locks.clear()
     _client.cache_clear()
 
 
@@ -79,20 +84,25 @@ def in_account(role_arn: str, service: str, session_name: str):
     """A client acting in the account of ``role_arn`` (the member role), as that role: the hub's every read and
     write in a managed account goes through it. Sessions are cached per role until shortly before they expire."""
     account = role_arn.split(":")[4]
-    with _sessions_lock:
-        cached = _sessions.get(role_arn)
+    key = (os.environ.get("AWS_ACCESS_KEY_ID"), role_arn)  # each function's own sessions, as on AWS
+    with _locks_lock:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        cached = _sessions.get(key)
         if cached is None or cached[1] - SESSION_MARGIN < datetime.now(timezone.utc):
             try:
                 answer = client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64])
-            except ClientError as error:
-                raise AccountUnreachable(account, error.response["Error"].get("Code", ""), error.response["Error"].get("Message", "")) from None
+            except READ_ERRORS as error:
+                code = error.response["Error"].get("Code", "") if isinstance(error, ClientError) else type(error).__name__
+                message = error.response["Error"].get("Message", "") if isinstance(error, ClientError) else str(error)
+                raise AccountUnreachable(account, code, message) from None
             credentials = answer["Credentials"]
             session = boto3.Session(
                 aws_access_key_id=credentials["AccessKeyId"],
                 aws_secret_access_key=credentials["SecretAccessKey"],
                 aws_session_token=credentials["SessionToken"],
             )
-            cached = _sessions[role_arn] = (session, credentials["Expiration"], {})
+            cached = _sessions[key] = (session, credentials["Expiration"], {})
         session, _, clients = cached
         if service not in clients:
             clients[service] = session.client(service, config=AWS_CONFIG)
@@ -118,16 +128,23 @@ def unreadable_reason(error: Exception) -> str:
 
 def organization_accounts(organizations, scope: targets.Targets) -> list[targets.Account]:
     """Every account of the organization (ORGANIZATION), or every account anywhere below the listed OUs and roots,
-    with its status (ListAccounts, ListAccountsForParent, ListOrganizationalUnitsForParent)."""
+    with its state and whether it is the management account (DescribeOrganization, ListAccounts,
+    ListAccountsForParent, ListOrganizationalUnitsForParent)."""
+    management = organizations.describe_organization()["Organization"].get("MasterAccountId")
+
+    def account(a: dict) -> targets.Account:
+        # State replaces Status (retired in September 2026); either may be the one an SDK returns.
+        return targets.Account(a["Id"], a.get("State") or a.get("Status") or targets.ACTIVE, listed=False, management=a["Id"] == management)
+
     if scope.organization:
         pages = organizations.get_paginator("list_accounts").paginate()
-        return [targets.Account(a["Id"], a.get("Status", targets.ACTIVE), listed=False) for p in pages for a in p["Accounts"]]
+        return [account(a) for p in pages for a in p["Accounts"]]
     found, parents = {}, list(scope.units)
     while parents:
         parent = parents.pop()
         for page in organizations.get_paginator("list_accounts_for_parent").paginate(ParentId=parent):
             for a in page["Accounts"]:
-                found[a["Id"]] = targets.Account(a["Id"], a.get("Status", targets.ACTIVE), listed=False)
+                found[a["Id"]] = account(a)
         for page in organizations.get_paginator("list_organizational_units_for_parent").paginate(ParentId=parent):
             parents += [unit["Id"] for unit in page["OrganizationalUnits"]]
     return list(found.values())

@@ -71,7 +71,12 @@ class Settings:
         return bool(self.target_accounts.strip())
 
     def member_role(self, account: str) -> str:
+        """The role the state machine's Tasks act as in ``account``: keys and secrets' writes."""
         return targets.member_role_arn(self.partition, account, self.member_role_name)
+
+    def reader_role(self, account: str) -> str:
+        """The role the planning, key status and reconcile functions read ``account`` as."""
+        return targets.member_role_arn(self.partition, account, self.member_role_name + targets.READER_SUFFIX)
 
     def scope(self) -> str:
         tag = f" tagged {self.user_tag_key}={self.user_tag_value}" if self.user_tag_key else ""

@@ -21,6 +21,11 @@ ACCOUNT_ID = re.compile(r"\d{12}")
 UNIT_ID = re.compile(r"ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32}")
 ORGANIZATION = "ORGANIZATION"
 ACTIVE = "ACTIVE"
+# The member roles, one per job (member/template.yaml): MemberRoleName writes keys and secrets (the state machine's
+# Tasks), these read users and metadata (the planning, key status and reconcile functions) and a secret's value
+# (the key check).
+READER_SUFFIX = "-reader"
+KEY_CHECK_SUFFIX = "-key-check"
 
 
 class InvalidTargets(Exception):
@@ -51,6 +56,7 @@ class Account:
     id: str
     status: str = ACTIVE
     listed: bool = True  # named by id in TargetAccounts (or this account): a problem with it fails the run
+    management: bool = False  # the organization's management account (found in the organization, not listed)
 
 
 def parse_targets(text: str) -> Targets:
@@ -84,7 +90,7 @@ def in_scope(targets: Targets, this_account: str, organization: list[Account] | 
     A listed id counts as listed even when an OU also holds it."""
     if targets.this_account_only:
         return [Account(this_account)]
-    found = {a.id: Account(a.id, a.status, listed=False) for a in organization or []}
+    found = {a.id: Account(a.id, a.status, listed=False, management=a.management) for a in organization or []}
     for account in targets.accounts:
         status = found[account].status if account in found else ACTIVE
         found[account] = Account(account, status, listed=True)
@@ -122,15 +128,28 @@ def member_role_arn(partition: str, account: str, role_name: str) -> str:
     return f"arn:{partition}:iam::{account}:role/{role_name}"
 
 
-def unreachable_reason(account: Account, error_code: str, error_message: str, role_name: str, hub_account: str) -> str:
-    """Why an account could not be managed, and the one thing to do about it."""
+def unreachable_reason(account: Account, error_code: str, error_message: str, role_name: str, hub_account: str, tried: str = "") -> str:
+    """Why an account could not be managed, and the one thing to do about it. ``tried``: the member role whose
+    assumption failed (MemberRoleName's reader role when not given)."""
+    tried = tried or role_name + READER_SUFFIX
     if account.status != ACTIVE:
         return (
             f"the account is {account.status} in AWS Organizations, so nothing was changed in it; remove it from "
             "TargetAccounts if it is closed for good"
         )
+    if error_code not in DENIED:
+        return (
+            f"the hub could not assume role {tried} in it ({error_code}: {error_message}), so nothing was changed in "
+            "it; the next run tries again"
+        )
+    if account.management:
+        return (
+            f"the organization's management account has no member roles ({tried}: {error_code}), so it is not "
+            "managed: a service-managed StackSet never deploys there. To manage its users, deploy member/template.yaml "
+            f"there by hand with HubAccountId={hub_account} and MemberRoleName={role_name}; otherwise ignore this line"
+        )
     return (
-        f"the hub could not assume role {role_name} in it ({error_code}: {error_message}), so nothing was changed "
+        f"the hub could not assume role {tried} in it ({error_code}: {error_message}), so nothing was changed "
         f"in it. Deploy member/template.yaml there with HubAccountId={hub_account} and MemberRoleName={role_name} "
         "(aws cloudformation create-stack-instances --stack-set-name iam-key-rotation-member --deployment-targets "
         f"OrganizationalUnitIds=<its OU>,Accounts={account.id},AccountFilterType=INTERSECTION --regions <this region>, "
@@ -138,7 +157,13 @@ def unreachable_reason(account: Account, error_code: str, error_message: str, ro
     )
 
 
+# What STS answers when the role is missing or does not trust the caller (it does not say which): the fix is the
+# member stack. Anything else (throttling, a timeout) is passing: the next run tries again.
+DENIED = {"AccessDenied", "AccessDeniedException"}
+
+
 def fails_the_run(account: Account) -> bool:
-    """A listed account that cannot be managed fails the run (the alarm fires); a SUSPENDED account found in an OU or
-    the organization is only reported: a closed account stays listed for 90 days and must not page anyone."""
-    return account.listed or account.status == ACTIVE
+    """A listed account that cannot be managed fails the run (the alarm fires). Found in an OU or the organization,
+    a SUSPENDED account (a closed account stays listed for 90 days) and the management account (no StackSet deploys
+    there) are only reported: they must not page anyone every day."""
+    return account.listed or (account.status == ACTIVE and not account.management)
