@@ -38,7 +38,7 @@ def queue_actions(run: RunPlan, plans: dict, settings: Settings, s3) -> Queue:
         actions += batch["actions"]
     for given, error, cause in failed:  # a batch that could not be planned: its users wait for the next run
         reason = f"could not be planned ({error}: {cause[:300]}), so nothing was changed for this user; the next run tries again"
-        summary["unreadable"] += [Listed(user=u["user"], reason=reason) for u in given["users"]]
+        summary["unreadable"] += [Listed(user=u["user"], reason=reason, account=u["account"]) for u in given["users"]]
         summary["managed"] += sum(u["managed"] for u in given["users"])
 
     # The most overdue first: under a cap, those wait least.

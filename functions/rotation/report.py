@@ -377,7 +377,8 @@ def _body(summary: dict, newsworthy: list[dict], settings, unreachable: list[dic
     elif summary.get("error"):
         lines += [f"The run failed before any user was processed: {summary['error']}", ""]
     shown = newsworthy[:MAX_DETAILED_USERS]  # problems first; across accounts, grouped by account
-    for account in sorted({u.get("account", "") for u in shown}) if settings.many_accounts else [""]:
+    # the account of the first problem first (entries come problems first), then the others as they come
+    for account in dict.fromkeys(u.get("account", "") for u in shown) if settings.many_accounts else [""]:
         if settings.many_accounts:
             lines += [f"Account {account}:", ""]
         for u in shown:
