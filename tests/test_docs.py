@@ -509,3 +509,12 @@ def test_no_document_points_outside_the_repository():
                 assert resolved == ROOT or ROOT in resolved.parents, f"{page.name} links outside the repository: {target}"
         assert not re.search(r"\.\./shared/|\bnotes/", text(page)), f"{page.name} points at notes outside the repository"
         assert not re.search(r"\b(?:issue|pull request|PR)s? #?\d+\b", text(page)), f"{page.name} names an issue tracker's number"
+
+
+def test_every_test_the_threat_model_cites_exists():
+    """The threat model names the test that proves each control: a renamed or deleted test must not leave a
+    control citing a proof that no longer runs."""
+    modules = {path.stem for path in (ROOT / "tests").glob("test_*.py")}
+    cited = set(re.findall(r"\b(test_\w+)\b", text(ROOT / "docs" / "threat-model.md"))) - modules
+    defined = {name for path in (ROOT / "tests").glob("test_*.py") for name in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    assert cited and cited <= defined, sorted(cited - defined)
