@@ -372,3 +372,15 @@ def test_the_users_of_a_batch_that_could_not_be_planned_keep_their_account(org):
 
     assert outcomes(run) == {(HUB, "hub-deployer"): "failed", (payments, "ci-deployer"): "failed"}
     assert f"{payments}/ci-deployer: FAILED" in next(e.body for e in run.emails if e.destinations == ["team@example.com"])
+
+
+def test_any_execution_name_makes_a_valid_session_name(org):
+    # Step Functions allows a one-character execution name; STS wants 2 to 64 characters for a session's name.
+    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+    event = {"input": {}, "startTime": START, "execution": "arn:aws:states:us-east-1:123456789012:execution:m:x",
+             "executionName": "x", "stateMachine": aws.deployment.state_machine_arn}
+
+    planned, error = aws.invoke("PlanRunFunction", event)
+
+    assert error is None, planned
+    assert (planned["accounts"], planned["unreachableAccounts"], planned["managedUsers"]) == (2, 0, 2)  # the hub and payments

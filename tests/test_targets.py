@@ -63,6 +63,8 @@ def test_listed_accounts_and_accounts_below_ous_are_merged_in_order():
         (Account(A, listed=False), True),  # an ACTIVE account of the organization without the member stack
         (Account(A, "SUSPENDED", listed=False), False),  # a closed account still in the organization: reported only
         (Account(A, "SUSPENDED"), True),  # named by id although closed: fix TargetAccounts
+        (Account(A, listed=False, management=True), False),  # no StackSet deploys there: reported only
+        (Account(A, management=True), True),  # named by id: it is meant to be managed
     ],
 )
 def test_which_accounts_that_cannot_be_managed_fail_the_run(account, fails):
@@ -112,3 +114,12 @@ def test_the_accounts_input_is_checked_with_the_rest_of_the_input(raw, problem):
 
 def test_the_member_role_arn():
     assert targets.member_role_arn("aws-cn", A, "rotation-member") == f"arn:aws-cn:iam::{A}:role/rotation-member"
+
+
+def test_a_refusal_asks_for_the_member_stack_and_anything_else_for_patience():
+    denied = targets.unreachable_reason(Account(B), "AccessDenied", "no", "m", A)
+    throttled = targets.unreachable_reason(Account(B), "Throttling", "Rate exceeded", "m", A)
+    management = targets.unreachable_reason(Account(B, listed=False, management=True), "AccessDenied", "no", "m", A)
+    assert "could not assume role m-reader" in denied and "Deploy member/template.yaml" in denied
+    assert "Throttling: Rate exceeded" in throttled and "the next run tries again" in throttled and "Deploy" not in throttled
+    assert "management account" in management and "by hand" in management
