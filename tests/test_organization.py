@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 
 from emulator import account, cross_account, stack
-from emulator.runner import Emulator
+from test_rotation_workflow import emulate  # noqa: F401  a fixture: every run checked for the invariants and leaks
 
 START = "2026-01-05T06:00:00Z"
 HUB = stack.ACCOUNT_ID
@@ -47,26 +47,6 @@ THREE_MEMBERS = organization(
 )
 
 
-@pytest.fixture
-def org():
-    started = []
-
-    def start(fixture, **parameters):
-        aws = Emulator(fixture, parameters).__enter__()
-        started.append(aws)
-        return aws
-
-    yield start
-    try:
-        for aws in started:
-            for run in aws.runs:
-                assert aws.invariant_violations(run) == [], run.name
-                assert aws.leaked_texts(run) == [], f"secret material in {run.name}"
-    finally:
-        for aws in started:
-            aws.__exit__(None, None, None)
-
-
 def keys(user_name, account_id):
     return {k.id: k.status for k in account.keys_of(user_name, account_id)}
 
@@ -80,8 +60,8 @@ def outcomes(run):
     return {(u["account"], u["user"]): u["outcome"] for u in summary(run)["users"]}
 
 
-def test_one_run_rotates_in_every_account_with_the_member_role_and_reports_the_one_without(org):
-    aws = org(THREE_MEMBERS)
+def test_one_run_rotates_in_every_account_with_the_member_role_and_reports_the_one_without(emulate):
+    aws = emulate(THREE_MEMBERS)
     payments, analytics, sandbox = (aws.member_accounts[n] for n in ("payments", "analytics", "sandbox"))
     before = {(a, u): keys(u, a) for a, u in ((HUB, "hub-deployer"), (payments, "ci-deployer"), (analytics, "ci-deployer"), (sandbox, "tester"))}
 
@@ -107,9 +87,9 @@ def test_one_run_rotates_in_every_account_with_the_member_role_and_reports_the_o
     assert f"{payments}/ci-deployer: ROTATED" in body and f"{analytics}/ci-deployer: ROTATED" in body
 
 
-def test_a_first_rotation_creates_the_secret_in_the_member_account_under_its_own_key(org):
+def test_a_first_rotation_creates_the_secret_in_the_member_account_under_its_own_key(emulate):
     first = {"name": "new-service", "tags": {"KeyRotation": "enabled"}, "keys": [{"ageDays": 85}]}  # no secret yet
-    aws = org(organization(("payments", [first], True)))
+    aws = emulate(organization(("payments", [first], True)))
     payments = aws.member_accounts["payments"]
     from moto.secretsmanager.models import secretsmanager_backends
 
@@ -121,8 +101,8 @@ def test_a_first_rotation_creates_the_secret_in_the_member_account_under_its_own
     assert PREFIX + "new-service" not in account.workflow_secrets(PREFIX, HUB)  # nothing of it in the hub
 
 
-def test_the_old_keys_are_retired_then_deleted_in_every_account(org):
-    aws = org(THREE_MEMBERS)
+def test_the_old_keys_are_retired_then_deleted_in_every_account(emulate):
+    aws = emulate(THREE_MEMBERS)
     payments, analytics = aws.member_accounts["payments"], aws.member_accounts["analytics"]
     aws.scheduled_run()
     old = {(a, n): min(keys(n, a)) for a, n in ((payments, "ci-deployer"), (analytics, "ci-deployer"))}
@@ -140,10 +120,10 @@ def test_the_old_keys_are_retired_then_deleted_in_every_account(org):
         assert list(keys(name, account_id).values()) == ["Active"]
 
 
-def test_a_suspended_account_found_in_the_organization_is_listed_and_does_not_fail_the_run(org):
+def test_a_suspended_account_found_in_the_organization_is_listed_and_does_not_fail_the_run(emulate):
     fixture = organization(("payments", [user("ci-deployer", 10)], True), ("closed", [user("old", 95)], True))
     fixture["organization"]["accounts"][1]["status"] = "SUSPENDED"
-    aws = org(fixture)
+    aws = emulate(fixture)
     closed = aws.member_accounts["closed"]
 
     run = aws.scheduled_run()
@@ -155,8 +135,8 @@ def test_a_suspended_account_found_in_the_organization_is_listed_and_does_not_fa
     assert list(keys("old", closed).values()) == ["Active"]  # nothing done there
 
 
-def test_an_on_demand_run_narrows_the_accounts_and_names_users_in_them(org):
-    aws = org(THREE_MEMBERS)
+def test_an_on_demand_run_narrows_the_accounts_and_names_users_in_them(emulate):
+    aws = emulate(THREE_MEMBERS)
     payments, analytics = aws.member_accounts["payments"], aws.member_accounts["analytics"]
     before = keys("ci-deployer", analytics)
 
@@ -179,8 +159,8 @@ def trusting(account_id: str, role_name: str, *hub_roles: str) -> None:
     cross_account.client_in(account_id, "iam").update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps(trust))
 
 
-def test_a_member_role_that_does_not_trust_the_state_machine_fails_its_users_and_changes_nothing(org):
-    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+def test_a_member_role_that_does_not_trust_the_state_machine_fails_its_users_and_changes_nothing(emulate):
+    aws = emulate(organization(("payments", [user("ci-deployer", 85)], True)))
     payments = aws.member_accounts["payments"]
     trusting(payments, MEMBER_ROLE, "plan-run")  # a hub role, but not the state machine's
     before = keys("ci-deployer", payments)
@@ -194,10 +174,10 @@ def test_a_member_role_that_does_not_trust_the_state_machine_fails_its_users_and
     assert keys("ci-deployer", payments) == before  # no key was created: the first call was refused
 
 
-def test_each_function_is_checked_against_the_trust_of_its_own_member_role(org):
+def test_each_function_is_checked_against_the_trust_of_its_own_member_role(emulate):
     # Every function assumes the reader role with its own role: one the reader no longer trusts is refused, even
     # when another function of the same run was let in a moment before (as on AWS, each has its own process).
-    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+    aws = emulate(organization(("payments", [user("ci-deployer", 85)], True)))
     payments = aws.member_accounts["payments"]
     trusting(payments, f"{MEMBER_ROLE}-reader", "plan-run", "key-status", "reconcile")  # not plan-batch
     before = keys("ci-deployer", payments)
@@ -210,10 +190,10 @@ def test_each_function_is_checked_against_the_trust_of_its_own_member_role(org):
     assert keys("ci-deployer", payments) == before
 
 
-def test_the_key_check_reads_the_one_secret_it_checks_and_no_other(org):
+def test_the_key_check_reads_the_one_secret_it_checks_and_no_other(emulate):
     from moto.sts.responses import TokenResponse
 
-    aws = org(organization(("payments", [user("ci-deployer", 85), user("other", 85)], True)))
+    aws = emulate(organization(("payments", [user("ci-deployer", 85), user("other", 85)], True)))
     payments = aws.member_accounts["payments"]
     aws.scheduled_run()
     aws.advance(7)
@@ -271,8 +251,8 @@ def test_the_organization_demo_runs_offline_and_reports_the_account_without_the_
     assert {u["name"]: len(u["keys"]) for u in payments["users"]} == {"ci-deployer": 2, "settlement-batch": 2}
 
 
-def test_a_hub_that_cannot_list_the_organization_says_how_to_let_it(org):
-    aws = org({"start": START, "parameters": {"TargetAccounts": "ORGANIZATION"}, "users": [user("app", 85)]})  # no organization
+def test_a_hub_that_cannot_list_the_organization_says_how_to_let_it(emulate):
+    aws = emulate({"start": START, "parameters": {"TargetAccounts": "ORGANIZATION"}, "users": [user("app", 85)]})  # no organization
 
     run = aws.scheduled_run()
 
@@ -310,10 +290,10 @@ def test_the_accounts_below_an_ou_are_found_at_any_depth_and_no_others():
 # --- faults, account by account ---------------------------------------------------------------------------------
 
 
-def test_a_failed_store_in_a_member_account_deletes_the_new_key_there_and_the_other_accounts_go_on(org):
+def test_a_failed_store_in_a_member_account_deletes_the_new_key_there_and_the_other_accounts_go_on(emulate):
     from emulator.faults import about_user, failing
 
-    aws = org(organization(("payments", [user("ci-deployer", 85)], True), ("analytics", [user("etl", 85)], True)))
+    aws = emulate(organization(("payments", [user("ci-deployer", 85)], True), ("analytics", [user("etl", 85)], True)))
     payments, analytics = aws.member_accounts["payments"], aws.member_accounts["analytics"]
     before = keys("ci-deployer", payments)
 
@@ -325,12 +305,12 @@ def test_a_failed_store_in_a_member_account_deletes_the_new_key_there_and_the_ot
     assert keys("ci-deployer", payments) == before  # the new key, never stored, was deleted again in its account
 
 
-def test_a_create_that_succeeded_despite_its_error_leaves_no_stray_key_in_the_member_account(org):
+def test_a_create_that_succeeded_despite_its_error_leaves_no_stray_key_in_the_member_account(emulate):
     # The first CreateAccessKey creates a key whose answer is lost; the retry meets IAM's two-key limit; the
     # reconcile function, acting as the member role, finds the key there and the cleanup Task deletes it.
     from emulator.faults import about_user, failing
 
-    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+    aws = emulate(organization(("payments", [user("ci-deployer", 85)], True)))
     payments = aws.member_accounts["payments"]
     before = keys("ci-deployer", payments)
 
@@ -341,8 +321,8 @@ def test_a_create_that_succeeded_despite_its_error_leaves_no_stray_key_in_the_me
     assert keys("ci-deployer", payments) == before
 
 
-def test_same_named_users_of_two_accounts_keep_their_own_owners_and_events(org):
-    aws = org(organization(
+def test_same_named_users_of_two_accounts_keep_their_own_owners_and_events(emulate):
+    aws = emulate(organization(
         ("payments", [user("ci-deployer", 85, owner="payments-team@example.com")], True),
         ("analytics", [user("ci-deployer", 85, owner="data-team@example.com")], True),
     ))
@@ -361,10 +341,10 @@ def test_same_named_users_of_two_accounts_keep_their_own_owners_and_events(org):
     )
 
 
-def test_the_users_of_a_batch_that_could_not_be_planned_keep_their_account(org):
+def test_the_users_of_a_batch_that_could_not_be_planned_keep_their_account(emulate):
     from emulator.faults import failing, lambda_function
 
-    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+    aws = emulate(organization(("payments", [user("ci-deployer", 85)], True)))
     payments = aws.member_accounts["payments"]
 
     with failing("lambda", "invoke", "ServiceException", when=lambda_function("PlanBatch")):
@@ -374,9 +354,9 @@ def test_the_users_of_a_batch_that_could_not_be_planned_keep_their_account(org):
     assert f"{payments}/ci-deployer: FAILED" in next(e.body for e in run.emails if e.destinations == ["team@example.com"])
 
 
-def test_any_execution_name_makes_a_valid_session_name(org):
+def test_any_execution_name_makes_a_valid_session_name(emulate):
     # Step Functions allows a one-character execution name; STS wants 2 to 64 characters for a session's name.
-    aws = org(organization(("payments", [user("ci-deployer", 85)], True)))
+    aws = emulate(organization(("payments", [user("ci-deployer", 85)], True)))
     event = {"input": {}, "startTime": START, "execution": "arn:aws:states:us-east-1:123456789012:execution:m:x",
              "executionName": "x", "stateMachine": aws.deployment.state_machine_arn}
 

@@ -230,6 +230,18 @@ def handler(event, context):
 '''
 
 
+def function_with_only_mine(name: str, handler: str):
+    """A Lambda function ``name`` with its role and the variable ONLY_MINE=yes; the Lambda client to invoke it."""
+    trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    role = iam().create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    lam = boto3.client("lambda")
+    lam.create_function(
+        FunctionName=name, Runtime="python3.12", Role=role, Handler=handler,
+        Code={"ZipFile": b"emulated"}, Environment={"Variables": {"ONLY_MINE": "yes"}},
+    )
+    return lam
+
+
 def test_a_functions_environment_is_its_invocations_alone(tmp_path):
     # On AWS each invocation has its environment to itself. The emulator once set a function's variables in the
     # process's os.environ: every other thread saw them while it ran, and their removal broke a concurrent
@@ -254,13 +266,7 @@ def test_a_functions_environment_is_its_invocations_alone(tmp_path):
         with mock_aws(config=MOTO_CONFIG):
             functions = {"env-fn": (tmp_path, "env_handler.handler")}
             with faithful_moto(Clock(START), functions, strict=True):
-                trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-                role = iam().create_role(RoleName="env-fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-                lam = boto3.client("lambda")
-                lam.create_function(
-                    FunctionName="env-fn", Runtime="python3.12", Role=role, Handler="env_handler.handler",
-                    Code={"ZipFile": b"emulated"}, Environment={"Variables": {"ONLY_MINE": "yes"}},
-                )
+                lam = function_with_only_mine("env-fn", "env_handler.handler")
                 reader = threading.Thread(target=read_meanwhile)
                 reader.start()
                 answer = json.loads(lam.invoke(FunctionName="env-fn")["Payload"].read())
@@ -296,13 +302,7 @@ def test_threads_a_handler_starts_see_its_functions_environment(tmp_path):
         with mock_aws(config=MOTO_CONFIG):
             functions = {"threads-fn": (tmp_path, "threading_handler.handler")}
             with faithful_moto(Clock(START), functions, strict=True):
-                trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-                role = iam().create_role(RoleName="threads-fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-                lam = boto3.client("lambda")
-                lam.create_function(
-                    FunctionName="threads-fn", Runtime="python3.12", Role=role, Handler="threading_handler.handler",
-                    Code={"ZipFile": b"emulated"}, Environment={"Variables": {"ONLY_MINE": "yes"}},
-                )
+                lam = function_with_only_mine("threads-fn", "threading_handler.handler")
                 answer = json.loads(lam.invoke(FunctionName="threads-fn")["Payload"].read())
         assert answer == {"inWorkers": ["yes", "yes"]}
     finally:
