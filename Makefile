@@ -11,7 +11,7 @@ CHECKOV_READY := $(CHECKOV_VENV)/.ready
 export SAM_CLI_TELEMETRY := 0
 # Offline, sam and boto3 still need a region, and with no credentials they must not probe the instance metadata
 # address. Not for deploy and publish: they use your region and credentials, an instance role's included.
-OFFLINE := run run-organization test lint diagram bench soak
+OFFLINE := run run-organization test lint diagram bench bench-organization soak
 $(OFFLINE): export AWS_DEFAULT_REGION ?= us-east-1
 $(OFFLINE): export AWS_EC2_METADATA_DISABLED := true
 
@@ -73,6 +73,10 @@ diagram: $(READY) ## redraw the state machine's Mermaid diagram in docs/how-it-d
 .PHONY: bench
 bench: $(READY) ## one scheduled run at 1,000, 10,000 and 100,000 users and a first install, about an hour (BENCH_ARGS="--fleets 1000 --first-install 0")
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+.PHONY: bench-organization
+bench-organization: $(READY) ## one scheduled run of a hub over 100 member accounts of 10 users, a minute or two (ORG_BENCH_ARGS="--accounts 300 --users 5")
+	$(BIN)/python -m bench.organization $(ORG_BENCH_ARGS)
 
 .PHONY: soak
 soak: $(READY) ## explore the rotation over months far longer than make test (SOAK_ARGS="--steps 20000")

@@ -144,3 +144,16 @@ def test_iterations_follow_a_worker_into_its_next_iteration_and_keep_nested_maps
     ]
     found = history.iterations(events)
     assert {i: history.states_entered(e) for i, e in found.items()} == {0: ["Step"], 1: ["Step", "Inner step", "Step 2"]}
+
+
+def test_the_organization_bench_runs_a_hub_over_member_accounts_and_checks_each(capsys):
+    from bench import organization
+
+    exit_code = organization.main(["--accounts", "2", "--users", "3"])
+
+    printed = capsys.readouterr().out
+    assert exit_code == 0, printed
+    assert "Accounts (members and the hub's)                       3" in printed
+    assert "Managed users                                          6" in printed
+    assert "Invariants held in every account, no secret published  yes" in printed
+    assert "sts:AssumeRole" in printed and "organizations:ListAccounts" in printed
