@@ -152,7 +152,7 @@ def _emit(document: dict, as_json: bool) -> int:
 # What to do about a run that ended with each error of the state machine's Fail states (rotation.asl.json).
 _ADVICE = {
     "InvalidInput": "fix the execution input (nothing was changed)",
-    "RotationFailed": "fix what the cause says for each user, then run again",
+    "RotationFailed": "fix what the cause says for each account and user, then run again",
     "NotificationFailed": "the rotation itself is done: fix what kept the report from its readers, then run again",
 }
 _CAUSE_CHARS = 300  # a run's cause can hold 8,000 characters: the line shows its start

@@ -197,7 +197,7 @@ def test_a_failed_run_line_shows_the_start_of_its_cause_without_the_summary():
 
     assert commands.what_went_wrong(document) == (
         "2 runs did not succeed, the first: run-002 FAILED: RotationFailed: 1 user(s) failed: svc (AccessDenied on "
-        "iam:CreateAccessKey): fix what the cause says for each user, then run again"
+        "iam:CreateAccessKey): fix what the cause says for each account and user, then run again"
     )
     document["runs"] = document["runs"][2:]
     line = commands.what_went_wrong(document)
