@@ -123,3 +123,5 @@ def test_a_refusal_asks_for_the_member_stack_and_anything_else_for_patience():
     assert "could not assume role m-reader" in denied and "Deploy member/template.yaml" in denied
     assert "Throttling: Rate exceeded" in throttled and "the next run tries again" in throttled and "Deploy" not in throttled
     assert "management account" in management and "by hand" in management
+    own = targets.unreachable_reason(Account(A), "AccessDenied", "no", "m", A, own_roles=True)
+    assert "its own member role m-reader" in own and "sam deploy" in own and "member/template.yaml" not in own

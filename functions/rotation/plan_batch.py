@@ -52,7 +52,10 @@ def plan_batch(batch: BatchToPlan, settings: Settings, in_account) -> BatchPlan:
             plan["managed"] += user["managed"]
             where = {"account": user["account"]}
             if isinstance(decided, reading.AccountUnreachable):
-                reason = targets.unreachable_reason(targets.Account(user["account"]), decided.code, decided.message, settings.member_role_name, settings.account_id)
+                reason = targets.unreachable_reason(
+                    targets.Account(user["account"]), decided.code, decided.message, settings.member_role_name,
+                    settings.account_id, own_roles=not settings.many_accounts,
+                )
                 plan["unreadable"].append(Listed(user=user["user"], reason=reason, **where))
                 continue
             if isinstance(decided, Exception):

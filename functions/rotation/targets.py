@@ -128,9 +128,13 @@ def member_role_arn(partition: str, account: str, role_name: str) -> str:
     return f"arn:{partition}:iam::{account}:role/{role_name}"
 
 
-def unreachable_reason(account: Account, error_code: str, error_message: str, role_name: str, hub_account: str, tried: str = "") -> str:
+def unreachable_reason(
+    account: Account, error_code: str, error_message: str, role_name: str, hub_account: str, tried: str = "",
+    own_roles: bool = False,
+) -> str:
     """Why an account could not be managed, and the one thing to do about it. ``tried``: the member role whose
-    assumption failed (MemberRoleName's reader role when not given)."""
+    assumption failed (MemberRoleName's reader role when not given); ``own_roles``: the stack creates the member
+    roles itself (TargetAccounts empty), so no member stack is the fix."""
     tried = tried or role_name + READER_SUFFIX
     if account.status != ACTIVE:
         return (
@@ -141,6 +145,12 @@ def unreachable_reason(account: Account, error_code: str, error_message: str, ro
         return (
             f"the hub could not assume role {tried} in it ({error_code}: {error_message}), so nothing was changed in "
             "it; the next run tries again"
+        )
+    if own_roles:
+        return (
+            f"the stack could not assume its own member role {tried} ({error_code}: {error_message}), so nothing was "
+            "changed: the stack creates that role itself; update the stack (sam deploy) to put it back, and check "
+            "that no one changed its trust policy, which names the stack's roles"
         )
     if account.management:
         return (
