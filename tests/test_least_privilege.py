@@ -151,13 +151,17 @@ def test_each_member_role_is_trusted_only_by_the_hub_roles_of_its_job_and_assume
         for name, role in roles(resources).items()
         if name not in MEMBER_ROLES
     }
-    expected = {f"{MEMBER}-hub-{job}": {f"arn:aws:iam::*:role/{name}"} for name, jobs in MEMBER_ROLES.values() for job in jobs}
+    # in this account only: the stack manages only this account (an ORGANIZATION hub's may be in any account)
+    expected = {f"{MEMBER}-hub-{job}": {f"arn:aws:iam::{ACCOUNT}:role/{name}"} for name, jobs in MEMBER_ROLES.values() for job in jobs}
     assert {k: v for k, v in may_assume.items() if v} == expected
 
 
 def test_a_hub_of_other_accounts_creates_no_member_role_here_and_lists_the_organization():
     resources = deployed(ORGANIZATION)
     assert not set(MEMBER_ROLES) & set(resources)
+    for name, role in roles(resources).items():  # the member roles of whichever account, by name only
+        for grant in granted(role_statements(role), "sts:AssumeRole"):
+            assert grant["Resource"].startswith("arn:aws:iam::*:role/iam-key-rotation-member"), (name, grant)
     machine = resources["RotationStateMachine"]
     # Secrets are created under each member account's own key (member/template.yaml's alias).
     assert machine["DefinitionSubstitutions"]["SecretsKmsKeyArn"] == f"alias/{MEMBER}-secrets"
@@ -193,9 +197,9 @@ def test_each_function_reads_only_what_it_needs_and_never_a_secret_value(templat
     if function == "PlanRunFunction":
         (listing,) = granted(statements, "states:ListExecutions")
         assert listing["Resource"] == MACHINE_ARN
-    for statement in granted(statements, "sts:AssumeRole"):  # only its job's member role
+    for statement in granted(statements, "sts:AssumeRole"):  # only its job's member role, in this account only
         job = "key-check" if function == "KeyCheckFunction" else "reader"
-        assert statement["Resource"] == f"arn:aws:iam::*:role/{MEMBER}-{job}", statement
+        assert statement["Resource"] == f"arn:aws:iam::{ACCOUNT}:role/{MEMBER}-{job}", statement
     for statement in granted(statements, "events:PutEvents"):  # only the one bus
         assert statement["Resource"] == f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default", statement
 
