@@ -518,3 +518,16 @@ def test_every_test_the_threat_model_cites_exists():
     cited = set(re.findall(r"\b(test_\w+)\b", text(ROOT / "docs" / "threat-model.md"))) - modules
     defined = {name for path in (ROOT / "tests").glob("test_*.py") for name in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
     assert cited and cited <= defined, sorted(cited - defined)
+
+
+def test_every_file_the_docs_name_in_backticks_exists():
+    """A page that names `tests/test_x.py` or `emulator/y.py` points a reader at it: renamed or split, the page
+    must follow (a glob such as `tests/test_safety_*.py` must still match)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {
+        (page.name, path)
+        for page in pages
+        for path in re.findall(r"`((?:tests|emulator|functions|bench|tools|member|fixtures|statemachine)/[\w./*-]+)`", text(page))
+    }
+    missing = sorted((page, path) for page, path in named if not list(ROOT.glob(path)))
+    assert named and missing == []
