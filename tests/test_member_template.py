@@ -1,10 +1,11 @@
-"""member/template.yaml, the stack a StackSet deploys in every managed account: linted, checkov-clean, three
-roles, one per job of the hub (the state machine writes, the planning functions read, the key check reads a
-secret's value), each trusted by that job's hub roles only and holding exactly the least privilege of that job
-in the account, the same three roles the hub template creates in its own account; the key of the account's
-secrets decryptable only through Secrets Manager, by the writer, the key check and the secrets' readers
-(SecretReaders); and deployed into a moto member account through emulator/member_stack.py, where each hub role
-assumes its own job's role and nothing else."""
+"""member/template.yaml, the stack a StackSet deploys in every managed account: linted and checkov-clean (each run
+once, here), and its three roles, one per job of the hub (the state machine writes, the planning functions read,
+the key check reads a secret's value), each trusted by that job's hub roles only and holding exactly the least
+privilege of that job in the account; the same three roles the hub template creates in its own account, whose
+roles may assume exactly the member role that trusts them.
+
+The constants, helpers and the module-scoped ``member`` fixture here are shared with test_member_secrets_key.py,
+test_member_parameters.py and test_member_deployed.py."""
 
 import json
 import subprocess
@@ -14,14 +15,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import NamedTuple
 
-import boto3
 import pytest
-from botocore.exceptions import ClientError
-from moto import mock_aws
 from samtranslator.yaml_helper import yaml_parse
 
-from emulator import cross_account, member_stack, stack
-from emulator.stack import ParameterError
+from emulator import member_stack, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "member" / "template.yaml"
@@ -59,8 +56,6 @@ EVERYTHING = {
 }
 # Actions IAM and Secrets Manager offer no resource-level permission for: "*" is their only possible Resource.
 NO_RESOURCE_SCOPE = {"iam:GetAccountAuthorizationDetails", "secretsmanager:ListSecrets"}
-# Key policy actions that decrypt, or let a principal give itself decryption without changing the key policy.
-DECRYPTING = ("kms:Decrypt", "kms:ReEncryptFrom", "kms:CreateGrant")
 # The verbs of actions that only read.
 READING = ("Get", "List", "Describe")
 
@@ -114,11 +109,6 @@ def allows(statement: dict, action: str) -> bool:
     return statement["Effect"] == "Allow" and any(
         fnmatchcase(action, a) or fnmatchcase(a, action) for a in as_list(statement["Action"])
     )
-
-
-def principals(statement: dict) -> list[str]:
-    principal = statement["Principal"]
-    return as_list(principal) if isinstance(principal, str) else as_list(principal.get("AWS", [])) + as_list(principal.get("Service", []))
 
 
 def expected_grants(p: dict) -> dict[str, dict[str, str]]:
@@ -272,7 +262,7 @@ def test_the_permissions_boundary_applies_to_all_three_roles_when_given(member):
     }
 
 
-# --- the same roles as the hub's own ---------------------------------------------------------------------------
+# --- the same roles as the hub's own -------------------------------------------------------------------------
 
 
 HUB_CASES = [
@@ -340,271 +330,3 @@ def grants_in_the_managed_account(statements: list[dict]) -> dict[str, set]:
         action: {(r, c) for r, c in held if not any(r2 != r and c2 == c and fnmatchcase(r, r2) for r2, c2 in held)}
         for action, held in grants.items()
     }
-
-
-# --- the key of the member's secrets -------------------------------------------------------------------------
-
-
-def test_the_account_root_administers_the_key_but_cannot_decrypt(member):
-    _, resources = member
-    root = f"arn:aws:iam::{MEMBER}:root"
-    administering = [s for s in key_statements(resources) if root in principals(s)]
-    assert administering and allows(administering[0], "kms:ScheduleKeyDeletion") and allows(administering[0], "kms:PutKeyPolicy")
-    for statement in administering:
-        assert not any(allows(statement, action) for action in DECRYPTING), statement
-
-
-def through_secrets_manager(parameters: dict, account_id: str = MEMBER) -> dict:
-    secrets = f"arn:aws:secretsmanager:{REGION}:{account_id}:secret:{parameters['SecretNamePrefix']}*"
-    return {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"},
-            "StringLike": {"kms:EncryptionContext:SecretARN": secrets}}
-
-
-def test_only_the_writer_the_key_check_and_the_secret_readers_decrypt_and_only_through_secrets_manager(member):
-    parameters, resources = member
-    role_arn = {logical: f"arn:aws:iam::{MEMBER}:role/{parameters['MemberRoleName']}{job.suffix}" for logical, job in JOBS.items()}
-    readers = ["*"] if parameters["SecretReaders"] == "ACCOUNT" else parameters["SecretReaders"].split(",")
-    statements = key_statements(resources)
-    decrypting = [s for s in statements if any(allows(s, a) for a in DECRYPTING)]
-    by_principal = {p: s for s in decrypting for p in principals(s)}
-    assert sorted(by_principal) == sorted([role_arn["MemberRole"], role_arn["KeyCheckRole"], *readers])
-    assert not any(role_arn["ReaderRole"] in principals(s) for s in statements), "the reader role reads no value"
-    for statement in decrypting:
-        assert statement["Condition"]["StringEquals"]["kms:ViaService"] == f"secretsmanager.{REGION}.amazonaws.com", statement
-        assert statement["Condition"]["StringLike"] == through_secrets_manager(parameters)["StringLike"], statement
-
-    writer, key_check = by_principal[role_arn["MemberRole"]], by_principal[role_arn["KeyCheckRole"]]
-    assert principals(writer) == [role_arn["MemberRole"]] and principals(key_check) == [role_arn["KeyCheckRole"]]
-    assert sorted(writer["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"] and writer["Condition"] == through_secrets_manager(parameters)
-    assert key_check["Action"] == "kms:Decrypt" and key_check["Condition"] == through_secrets_manager(parameters)
-    writers = {p for s in statements if allows(s, "kms:GenerateDataKey") or allows(s, "kms:Encrypt") for p in principals(s)}
-    assert writers == {role_arn["MemberRole"]}, "principals of the account read secrets; only the writer writes them"
-
-
-def secret_readers_statements(parameters: dict) -> list[dict]:
-    """The key policy statements that name neither the account root nor one of the stack's roles."""
-    resources = deployed(parameters)
-    own = {f"arn:aws:iam::{MEMBER}:root"} | {f"arn:aws:iam::{MEMBER}:role/{r['RoleName']}" for r in roles(resources).values()}
-    return [s for s in key_statements(resources) if not set(principals(s)) & own]
-
-
-def test_by_default_this_accounts_principals_decrypt_through_secrets_manager_as_under_aws_secretsmanager():
-    assert RAW["Parameters"]["SecretReaders"]["Default"] == "ACCOUNT"
-    for parameters in (DEFAULTS, {**DEFAULTS, "SecretReaders": "ACCOUNT"}):
-        (anyone,) = secret_readers_statements(parameters)
-        assert (principals(anyone), anyone["Action"]) == (["*"], "kms:Decrypt")
-        default = through_secrets_manager({"SecretNamePrefix": "iam-key-rotation/"})
-        assert anyone["Condition"] == {"StringEquals": {"kms:CallerAccount": MEMBER, **default["StringEquals"]},
-                                       "StringLike": default["StringLike"]}
-
-
-@pytest.mark.parametrize("readers", [
-    [f"arn:aws:iam::{MEMBER}:role/payments-service"],
-    [f"arn:aws:iam::{MEMBER}:role/payments-service", f"arn:aws:iam::{MEMBER}:user/auditor", "arn:aws:iam::777788889999:role/team/reader"],
-], ids=["one-role", "roles-and-a-user"])
-def test_named_secret_readers_are_the_only_others_who_decrypt_and_no_wildcard_remains(readers):
-    (named,) = secret_readers_statements({**DEFAULTS, "SecretReaders": ",".join(readers)})
-    assert (principals(named), named["Action"]) == (readers, "kms:Decrypt")
-    assert named["Condition"] == through_secrets_manager({"SecretNamePrefix": "iam-key-rotation/"})
-    everyone = [p for s in key_statements(deployed({**DEFAULTS, "SecretReaders": ",".join(readers)})) for p in principals(s)]
-    assert "*" not in everyone and not any("*" in p for p in everyone), everyone
-
-
-@pytest.mark.parametrize("wrong", [
-    "", "*", "account", "ACCOUNT,arn:aws:iam::444455556666:role/payments-service",
-    "arn:aws:iam::444455556666:root", "444455556666", "arn:aws:iam::44445555666:role/payments-service",
-    "arn:aws:iam::444455556666:group/readers", "arn:aws:sts::444455556666:assumed-role/payments-service/s",
-    "arn:aws:iam::444455556666:role/payments-service,", "arn:aws:iam::444455556666:role/",
-])
-def test_secret_readers_is_ACCOUNT_or_a_list_of_role_and_user_arns(wrong):
-    with pytest.raises(ParameterError, match="SecretReaders"):
-        member_stack.parameter_values(RAW, {**DEFAULTS, "SecretReaders": wrong})
-
-
-def test_the_key_rotates_outlives_its_stack_and_is_named_after_the_role(member):
-    parameters, resources = member
-    (logical,) = [k for k, r in RAW["Resources"].items() if r["Type"] == "AWS::KMS::Key"]
-    assert (RAW["Resources"][logical]["DeletionPolicy"], RAW["Resources"][logical]["UpdateReplacePolicy"]) == ("Retain", "Retain")
-    assert resources[logical]["EnableKeyRotation"] is True
-    (alias,) = [r for r in resources.values() if r["Type"] == "AWS::KMS::Alias"]
-    assert alias["AliasName"] == f"alias/{parameters['MemberRoleName']}-secrets"
-    assert alias["TargetKeyId"] == member_stack.PLACEHOLDER_KEY_ID  # Ref to the key: its id
-
-
-# --- parameters ----------------------------------------------------------------------------------------------
-
-
-def test_hub_account_id_must_be_given_as_twelve_digits():
-    assert "Default" not in RAW["Parameters"]["HubAccountId"]
-    with pytest.raises(ParameterError, match="HubAccountId"):
-        member_stack.parameter_values(RAW, {})
-    for wrong in ("11112222333", "1111222233334", "11112222333x", f"arn:aws:iam::{HUB}:root"):
-        with pytest.raises(ParameterError, match="HubAccountId"):
-            member_stack.parameter_values(RAW, {"HubAccountId": wrong})
-    assert member_stack.parameter_values(RAW, {"HubAccountId": HUB})["HubAccountId"] == HUB
-
-
-def test_a_member_role_name_leaves_room_for_every_role_name_made_from_it():
-    spec = RAW["Parameters"]["MemberRoleName"]
-    assert (spec["Default"], spec["AllowedPattern"], spec["MaxLength"]) == ("iam-key-rotation-member", r"^[\w-]+$", 40)
-    longest = "r" * 40
-    resources = roles(deployed({**DEFAULTS, "MemberRoleName": longest}))
-    names = [role["RoleName"] for role in resources.values()] + [name_of(arn) for role in resources.values() for arn in trusted(role)]
-    assert {f"{longest}-hub-state-machine", f"{longest}-key-check"} <= set(names)  # the longest of each side
-    assert max(len(name) for name in names) <= 64  # IAM's limit on a role name
-    with pytest.raises(ParameterError, match="MemberRoleName"):
-        member_stack.parameter_values(RAW, {**DEFAULTS, "MemberRoleName": longest + "r"})
-
-
-@pytest.mark.parametrize("name", ["UserPath", "SecretNamePrefix", "PermissionsBoundary"])
-def test_shared_parameters_are_the_hubs(name):
-    hub = yaml_parse((ROOT / "template.yaml").read_text())["Parameters"][name]
-    assert RAW["Parameters"][name] == hub
-
-
-def test_the_member_role_name_takes_the_same_values_in_both_templates():
-    hub = yaml_parse((ROOT / "template.yaml").read_text())["Parameters"]["MemberRoleName"]
-    member = RAW["Parameters"]["MemberRoleName"]
-    assert [hub[k] for k in ("Default", "AllowedPattern", "MaxLength")] == [member[k] for k in ("Default", "AllowedPattern", "MaxLength")]
-
-
-def test_allow_consumer_policy_is_off_unless_switched_on():
-    spec = RAW["Parameters"]["AllowConsumerPolicy"]
-    assert (spec["Default"], spec["AllowedValues"]) == ("false", ["true", "false"])
-
-
-def test_every_parameter_is_in_one_group_of_the_console():
-    groups = [p for group in RAW["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"] for p in group["Parameters"]]
-    assert sorted(groups) == sorted(RAW["Parameters"])
-
-
-def test_outputs_are_the_three_roles_the_key_and_its_alias():
-    resources, resolver = member_stack.resolve(EVERYTHING, MEMBER, REGION)
-    assert member_stack.outputs(RAW["Outputs"], resolver) == {
-        "MemberRoleArn": f"arn:aws:iam::{MEMBER}:role/platform-key-rotation",
-        "ReaderRoleArn": f"arn:aws:iam::{MEMBER}:role/platform-key-rotation-reader",
-        "KeyCheckRoleArn": f"arn:aws:iam::{MEMBER}:role/platform-key-rotation-key-check",
-        "SecretsKeyArn": f"arn:aws:kms:{REGION}:{MEMBER}:key/{member_stack.PLACEHOLDER_KEY_ID}",
-        "SecretsKeyAlias": "alias/platform-key-rotation-secrets",
-    }
-
-
-# --- deployed into a moto member account ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def organization():
-    """An organization of the hub (the management account) and one member account, with AssumeRole as strict as
-    AWS's (the role must exist and trust the caller); (member id, cross_account.Accounts, clients in the member
-    account as its OrganizationAccountAccessRole, through which a StackSet or a person would deploy)."""
-    with mock_aws(), cross_account.several_accounts() as accounts:
-        member_id = cross_account.create_organization(["workloads"]).members["workloads"]
-        yield member_id, accounts, lambda service: cross_account.client_in(member_id, service)
-
-
-@pytest.mark.parametrize("parameters", [DEFAULTS, EVERYTHING], ids=["defaults", "all-options"])
-def test_deployed_in_a_member_account_the_roles_key_and_alias_are_the_templates(organization, parameters):
-    member_id, _, member_clients = organization
-    if "PermissionsBoundary" in parameters:  # a managed policy and principals of the member account
-        parameters = {**parameters, "PermissionsBoundary": f"arn:aws:iam::{member_id}:policy/platform-boundary",
-                      "SecretReaders": parameters["SecretReaders"].replace(MEMBER, member_id)}
-    iam = member_clients("iam")
-    roles_before = {r["RoleName"] for r in iam.list_roles()["Roles"]}
-    out = member_stack.deploy_member(member_clients, parameters, member_id, REGION)
-    expected = deployed(parameters, account_id=member_id)
-    name = expected["MemberRole"]["RoleName"]
-    key_id = out["SecretsKeyArn"].rsplit("/", 1)[1]
-    assert out == {
-        **{job.output: f"arn:aws:iam::{member_id}:role/{name}{job.suffix}" for job in JOBS.values()},
-        "SecretsKeyArn": f"arn:aws:kms:{REGION}:{member_id}:key/{key_id}",
-        "SecretsKeyAlias": f"alias/{name}-secrets",
-    }
-
-    assert {r["RoleName"] for r in iam.list_roles()["Roles"]} - roles_before == {name + job.suffix for job in JOBS.values()}
-    for logical in JOBS:
-        role_name = expected[logical]["RoleName"]
-        role = iam.get_role(RoleName=role_name)["Role"]
-        assert role["AssumeRolePolicyDocument"] == expected[logical]["AssumeRolePolicyDocument"]
-        assert role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn") == expected[logical].get("PermissionsBoundary")
-        (policy,) = expected[logical]["Policies"]
-        assert iam.list_role_policies(RoleName=role_name)["PolicyNames"] == [policy["PolicyName"]]
-        assert iam.get_role_policy(RoleName=role_name, PolicyName=policy["PolicyName"])["PolicyDocument"] == policy["PolicyDocument"]
-        assert iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"] == []
-
-    kms = member_clients("kms")
-    key_policy = json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
-    assert key_policy == expected["SecretsKey"]["KeyPolicy"]
-    assert f"::{member_id}:role/{name}\"" in json.dumps(key_policy) and f"::{member_id}:role/{name}-key-check\"" in json.dumps(key_policy)
-    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
-    (alias,) = [a for a in kms.list_aliases()["Aliases"] if a["AliasName"] == out["SecretsKeyAlias"]]
-    assert alias["TargetKeyId"] == key_id
-
-    # in the member account, not in the hub's, where the deployment started
-    hub_roles = [r["RoleName"] for r in boto3.client("iam", region_name=REGION).list_roles()["Roles"]]
-    assert not {name + job.suffix for job in JOBS.values()} & set(hub_roles)
-
-
-def test_each_hub_role_assumes_its_jobs_role_only_and_nobody_else_assumes_any(organization):
-    member_id, accounts, member_clients = organization
-    hub = cross_account.MANAGEMENT_ACCOUNT
-    out = member_stack.deploy_member(member_clients, {"HubAccountId": hub}, member_id, REGION)
-    member_roles = {logical: out[job.output] for logical, job in JOBS.items()}
-    trusts_lambda = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-
-    def as_session_of(role_arn: str):
-        """An STS client of a session of ``role_arn``, as its service would have (no trust check)."""
-        session = accounts.session(role_arn, name_of(role_arn))
-        return boto3.client("sts", region_name=REGION, aws_access_key_id=session.access_key_id,
-                            aws_secret_access_key=session.secret_access_key, aws_session_token=session.session_token)
-
-    def assumable(sts) -> set[str]:
-        """The member roles ``sts``'s caller may assume; each session it gets acts in the member account as the role."""
-        assumed = set()
-        for logical, role_arn in member_roles.items():
-            try:
-                credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="rotation")["Credentials"]
-            except ClientError as refused:
-                assert "not authorized to perform: sts:AssumeRole" in str(refused), refused
-                continue
-            identity = boto3.client("sts", region_name=REGION, aws_access_key_id=credentials["AccessKeyId"],
-                                    aws_secret_access_key=credentials["SecretAccessKey"],
-                                    aws_session_token=credentials["SessionToken"]).get_caller_identity()
-            assert identity["Arn"] == f"arn:aws:sts::{member_id}:assumed-role/{name_of(role_arn)}/rotation"
-            assumed.add(logical)
-        return assumed
-
-    hub_iam = boto3.client("iam", region_name=REGION)
-
-    def hub_role(role_name: str) -> str:
-        return hub_iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=trusts_lambda)["Role"]["Arn"]
-
-    for logical, job in JOBS.items():
-        for name in job.hub_roles:
-            assert assumable(as_session_of(hub_role(f"iam-key-rotation-member-hub-{name}"))) == {logical}, name
-    # the hub's other roles, and hub roles named as the member's
-    for stranger in ("iam-key-rotation-member-hub-report", "iam-key-rotation-member", "iam-key-rotation-member-reader",
-                     "iam-key-rotation-member-key-check", "admin"):
-        assert assumable(as_session_of(hub_role(stranger))) == set(), stranger
-    # the member's own roles (no role chains into another), and a member role named as the hub's state machine's
-    impostor = member_clients("iam").create_role(RoleName="iam-key-rotation-member-hub-state-machine",
-                                                 AssumeRolePolicyDocument=trusts_lambda)["Role"]["Arn"]
-    for role_arn in [*member_roles.values(), impostor]:
-        assert assumable(as_session_of(role_arn)) == set(), role_arn
-    assert assumable(boto3.client("sts", region_name=REGION)) == set()  # the hub account's root
-
-
-def test_a_deployment_through_another_accounts_clients_is_refused(organization):
-    member_id, _, member_clients = organization
-    with pytest.raises(ValueError, match=f"not in the member account {member_id}"):
-        member_stack.deploy_member(lambda service: boto3.client(service, region_name=REGION), DEFAULTS, member_id, REGION)
-    names = [r["RoleName"] for r in member_clients("iam").list_roles()["Roles"]]
-    assert not [n for n in names if n.startswith("iam-key-rotation-member")], names
-
-
-def test_without_the_hub_account_nothing_is_created(organization):
-    member_id, _, member_clients = organization
-    roles_before = member_clients("iam").list_roles()["Roles"]
-    with pytest.raises(ParameterError, match="HubAccountId"):
-        member_stack.deploy_member(member_clients, {}, member_id, REGION)
-    assert member_clients("iam").list_roles()["Roles"] == roles_before and member_clients("kms").list_keys()["Keys"] == []
