@@ -425,7 +425,7 @@ def test_a_lasting_failure_of_the_middle_user_ends_only_that_user(emulate, row):
 def test_a_transient_failure_of_the_cleanup_delete_is_retried_and_the_unstored_key_is_gone(emulate):
     # "Delete unstored key" runs only after a store that failed for good, so its run fails whatever the delete
     # does; one failure of the delete must still not leave the key behind. (When the delete fails for the whole
-    # run, the email gives the command: test_rotation_workflow's ..._neither_stored_nor_deleted_... test.)
+    # run, the email gives the command: test_rotation_failures' ..._neither_stored_nor_deleted_... test.)
     aws = emulate(account_with(("app", [key(95, in_secret=True)])))
     before = snapshot(aws)
 
