@@ -7,7 +7,8 @@ happened: every local path in the template was replaced by an S3 object that hol
 
 moto does not run the SAM transform (a change set lists the template's own resources) and has no SAR API, so the
 transformed stack and the publish itself are checked without a server: the template through the SAM translator
-(emulator.stack.translate), and the publish request against SAR's API model in botocore.
+(emulator.stack.translate, in test_sar_metadata.py), and the publish request against SAR's API model in botocore.
+The checks of the template, CHANGELOG.md and samconfig.toml that need no sam run are in test_sar_metadata.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import tomllib
 import urllib.error
 import urllib.request
 import zipfile
-from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,7 +36,9 @@ from botocore.validate import validate_parameters
 from samcli.vendor.serverlessrepo.publish import publish_application
 from samtranslator.yaml_helper import yaml_parse
 
-from emulator.stack import translate
+# The template as written (sam_template, sar): fixtures of test_sar_metadata.py, which checks the SAR metadata without
+# sam. SAR_INSTALL_CAPABILITIES is checked there and stays importable from here.
+from test_sar_metadata import SAR_INSTALL_CAPABILITIES, sam_template, sar  # noqa: F401
 
 # Its module fixture starts sam and a moto server once for every test here (make test keeps a module on one worker).
 pytestmark = pytest.mark.slow
@@ -44,150 +46,10 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
-CHANGELOG = ROOT / "CHANGELOG.md"
 SAM = Path(sys.executable).with_name("sam")  # the sam of the virtualenv running the tests
 BUCKET = "iam-key-rotation-artifacts"
 STACK = "iam-key-rotation-sam-cli-test"
 SENDER = "key-rotation@example.com"
-HOME = "https://github.com/iam-key-rotation/iam-access-key-rotation"
-
-# --- what the Serverless Application Repository accepts ------------------------------------------------------
-
-# "List of Supported AWS Resources", https://docs.aws.amazon.com/serverlessrepo/latest/devguide/list-supported-resources.html
-# ("This is the complete list of AWS resources that are supported by the AWS Serverless Application Repository").
-# Copied from the guide's source, github.com/awsdocs/aws-serverlessrepo-developer-guide,
-# doc_source/list-supported-resources.md at commit 83c2822c2920f510ab20a59156dec5ec2e8e779c (the newest stored
-# there). The live page has grown since (it starts with AWS::AmazonMQ::*), but its full text was not available
-# here: add a type only with a citation of the page that lists it.
-SAR_SUPPORTED_RESOURCE_TYPES = frozenset(
-    """
-    AWS::AccessAnalyzer::Analyzer
-    AWS::ApiGateway::ApiKey AWS::ApiGateway::Authorizer AWS::ApiGateway::BasePathMapping
-    AWS::ApiGateway::ClientCertificate AWS::ApiGateway::Deployment AWS::ApiGateway::DocumentationPart
-    AWS::ApiGateway::DocumentationVersion AWS::ApiGateway::DomainName AWS::ApiGateway::GatewayResponse
-    AWS::EC2::SecurityGroup AWS::ApiGateway::Method AWS::ApiGateway::Model AWS::ApiGateway::RequestValidator
-    AWS::ApiGateway::Resource AWS::ApiGateway::RestApi AWS::ApiGateway::Stage AWS::ApiGateway::UsagePlan
-    AWS::ApiGateway::UsagePlanKey AWS::ApiGateway::VpcLink
-    AWS::ApiGatewayV2::Api AWS::ApiGatewayV2::ApiMapping AWS::ApiGatewayV2::Authorizer AWS::ApiGatewayV2::DomainName
-    AWS::ApiGatewayV2::Deployment AWS::ApiGatewayV2::Integration AWS::ApiGatewayV2::IntegrationResponse
-    AWS::ApiGatewayV2::Model AWS::ApiGatewayV2::Route AWS::ApiGatewayV2::RouteResponse AWS::ApiGatewayV2::Stage
-    AWS::AppSync::ApiKey AWS::AppSync::DataSource AWS::AppSync::GraphQLApi AWS::AppSync::GraphQLSchema
-    AWS::AppSync::Resolver
-    AWS::ApplicationAutoScaling::ScalableTarget AWS::ApplicationAutoScaling::ScalingPolicy
-    AWS::Athena::NamedQuery
-    AWS::CertificateManager::Certificate
-    AWS::CloudFormation::CustomResource AWS::CloudFormation::Interface AWS::CloudFormation::Macro
-    AWS::CloudFormation::WaitConditionHandle
-    AWS::CloudFront::CloudFrontOriginAccessIdentity AWS::CloudFront::Distribution
-    AWS::CloudFront::StreamingDistribution
-    AWS::CloudTrail::Trail
-    AWS::CloudWatch::Alarm AWS::CloudWatch::AnomalyDetector AWS::CloudWatch::Dashboard AWS::CloudWatch::InsightRule
-    AWS::CodeBuild::Project
-    AWS::CodeCommit::Repository
-    AWS::CodePipeline::CustomActionType AWS::CodePipeline::Pipeline AWS::CodePipeline::Webhook
-    AWS::Cognito::IdentityPool AWS::Cognito::IdentityPoolRoleAttachment AWS::Cognito::UserPool
-    AWS::Cognito::UserPoolClient AWS::Cognito::UserPoolDomain AWS::Cognito::UserPoolGroup
-    AWS::Cognito::UserPoolResourceServer AWS::Cognito::UserPoolUser AWS::Cognito::UserPoolUserToGroupAttachment
-    AWS::Config::AggregationAuthorization AWS::Config::ConfigRule AWS::Config::ConfigurationAggregator
-    AWS::Config::ConfigurationRecorder AWS::Config::DeliveryChannel AWS::Config::RemediationConfiguration
-    AWS::DataPipeline::Pipeline
-    AWS::DynamoDB::Table
-    AWS::ECR::Repository
-    AWS::Elasticsearch::Domain
-    AWS::Events::EventBusPolicy AWS::Events::Rule
-    AWS::EventSchemas::Discoverer AWS::EventSchemas::Registry AWS::EventSchemas::Schema
-    AWS::Glue::Classifier AWS::Glue::Connection AWS::Glue::Crawler AWS::Glue::Database AWS::Glue::DevEndpoint
-    AWS::Glue::Job AWS::Glue::Partition AWS::Glue::Table AWS::Glue::Trigger
-    AWS::IAM::Group AWS::IAM::InstanceProfile AWS::IAM::ManagedPolicy AWS::IAM::Policy AWS::IAM::Role
-    AWS::IoT::Certificate AWS::IoT::Policy AWS::IoT::PolicyPrincipalAttachment AWS::IoT::Thing
-    AWS::IoT::ThingPrincipalAttachment AWS::IoT::TopicRule
-    AWS::KMS::Alias AWS::KMS::Key
-    AWS::Kinesis::Stream AWS::Kinesis::StreamConsumer AWS::Kinesis::Streams
-    AWS::KinesisAnalytics::Application AWS::KinesisAnalytics::ApplicationOutput
-    AWS::KinesisFirehose::DeliveryStream
-    AWS::Lambda::Alias AWS::Lambda::EventInvokeConfig AWS::Lambda::EventSourceMapping AWS::Lambda::Function
-    AWS::Lambda::LayerVersion AWS::Lambda::LayerVersionPermission AWS::Lambda::Permission AWS::Lambda::Version
-    AWS::Logs::Destination AWS::Logs::LogGroup AWS::Logs::LogStream AWS::Logs::MetricFilter
-    AWS::Logs::SubscriptionFilter
-    AWS::Route53::HealthCheck AWS::Route53::HostedZone AWS::Route53::RecordSet AWS::Route53::RecordSetGroup
-    AWS::S3::Bucket AWS::S3::BucketPolicy
-    AWS::SNS::Subscription AWS::SNS::Topic AWS::SNS::TopicPolicy
-    AWS::SQS::Queue AWS::SQS::QueuePolicy
-    AWS::SSM::Association AWS::SSM::Document AWS::SSM::MaintenanceWindowTask AWS::SSM::Parameter
-    AWS::SSM::PatchBaseline AWS::SSM::ResourceDataSync
-    AWS::Serverless::Api AWS::Serverless::Application AWS::Serverless::Function AWS::Serverless::HttpApi
-    AWS::Serverless::LayerVersion AWS::Serverless::SimpleTable AWS::Serverless::StateMachine
-    AWS::StepFunctions::Activity AWS::StepFunctions::StateMachine
-    """.split()
-)
-
-# "Application Capabilities: IAM Roles, Resource Policies, and Nested Applications",
-# https://docs.aws.amazon.com/serverlessrepo/latest/devguide/acknowledging-application-capabilities.html and
-# "Using AWS SAM with the AWS Serverless Application Repository" (using-aws-sam.html): a SAR deployer acknowledges
-# CAPABILITY_IAM (or CAPABILITY_NAMED_IAM for custom names) for these IAM types, CAPABILITY_RESOURCE_POLICY for
-# the resource policies, and CAPABILITY_AUTO_EXPAND for nested applications.
-SAR_IAM_TYPES = {"AWS::IAM::Group", "AWS::IAM::InstanceProfile", "AWS::IAM::Policy", "AWS::IAM::Role"}
-SAR_RESOURCE_POLICY_TYPES = {
-    "AWS::Lambda::LayerVersionPermission", "AWS::Lambda::Permission", "AWS::Events::EventBusPolicy",
-    "AWS::IAM::Policy", "AWS::ApplicationAutoScaling::ScalingPolicy", "AWS::S3::BucketPolicy",
-    "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy",
-}
-# What docs/deploying.md's SAR install command acknowledges; this test fails when the template needs something else.
-SAR_INSTALL_CAPABILITIES = {"CAPABILITY_NAMED_IAM", "CAPABILITY_RESOURCE_POLICY"}  # named roles (the member roles trust them); the run bucket's TLS-only policy
-
-# CloudFormation's own rule (CreateChangeSet "Capabilities"): IAM resources need CAPABILITY_IAM, and
-# CAPABILITY_NAMED_IAM when they have custom names.
-CFN_IAM_NAME_PROPERTY = {
-    "AWS::IAM::Role": "RoleName", "AWS::IAM::User": "UserName", "AWS::IAM::Group": "GroupName",
-    "AWS::IAM::ManagedPolicy": "ManagedPolicyName", "AWS::IAM::InstanceProfile": "InstanceProfileName",
-    "AWS::IAM::Policy": None, "AWS::IAM::AccessKey": None, "AWS::IAM::UserToGroupAddition": None,
-}
-
-# "AWS SAM template Metadata section properties",
-# https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/serverless-sam-template-publishing-applications-metadata-properties.html
-SAR_NAME = re.compile(r"[a-zA-Z0-9\-]{1,140}")
-SAR_AUTHOR = re.compile(r"^[a-z0-9](([a-z0-9]|-(?!-))*[a-z0-9])?$")
-SAR_LABEL = re.compile(r"^[a-zA-Z0-9+\-_:/@]+$")
-SAR_FILE_MAX_BYTES = 5 * 1024 * 1024  # LicenseUrl and ReadmeUrl: "Maximum size 5 MB"
-SEMVER = re.compile(  # https://semver.org/#is-there-a-suggested-regular-expression-regex-to-check-a-semver-string
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
-    r"(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
-SAR_FIELDS = (
-    "Name", "Description", "Author", "SpdxLicenseId", "LicenseUrl", "ReadmeUrl", "Labels", "HomePageUrl",
-    "SemanticVersion", "SourceCodeUrl",
-)
-
-
-# --- the template as written and as translated ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sam_template() -> dict:
-    return yaml_parse(TEMPLATE.read_text())
-
-
-@pytest.fixture(scope="module")
-def sar(sam_template) -> dict:
-    return sam_template["Metadata"]["AWS::ServerlessRepo::Application"]
-
-
-@pytest.fixture(scope="module")
-def cfn() -> dict:
-    return translate()
-
-
-def resource_types(*templates: dict) -> set[str]:
-    return {r["Type"] for t in templates for r in t["Resources"].values()}
-
-
-def cloudformation_capabilities(cfn: dict) -> set[str]:
-    """The capabilities CloudFormation demands before it creates this stack's IAM resources."""
-    iam = [r for r in cfn["Resources"].values() if r["Type"] in CFN_IAM_NAME_PROPERTY]
-    if not iam:
-        return set()
-    named = any(CFN_IAM_NAME_PROPERTY[r["Type"]] in r.get("Properties", {}) for r in iam)
-    return {"CAPABILITY_NAMED_IAM" if named else "CAPABILITY_IAM"}
 
 
 # --- the sam CLI against a moto server ------------------------------------------------------------------------
@@ -298,7 +160,7 @@ def sam_cli(tmp_path_factory):
         overrides = [f"SenderEmail={SENDER}"] if "SenderEmail" in built.get("Parameters", {}) else []
         # The project's samconfig.toml gives the capabilities and the other deploy defaults, as for `make deploy`.
         # Its resolve_s3 is switched off: moto cannot serve SAM's managed bucket stack (the docstring of
-        # test_samconfig_holds_every_non_secret_deploy_default says why).
+        # test_samconfig_holds_every_non_secret_deploy_default, in test_sar_metadata.py, says why).
         output = _sam(
             ["deploy", "--config-file", str(SAMCONFIG), "--template-file", str(packaged), "--stack-name", STACK,
              "--s3-bucket", BUCKET, "--no-resolve-s3", "--no-execute-changeset", "--no-progressbar",
@@ -478,91 +340,3 @@ def test_sam_publish_sends_a_valid_create_application(sam_cli, sar):
     published = yaml_parse(request["TemplateBody"])
     assert "AWS::ServerlessRepo::Application" not in published.get("Metadata", {})
     assert published["Resources"].keys() == sam_cli.packaged["Resources"].keys()
-
-
-# --- SAR metadata, version and limits (no server) ---------------------------------------------------------------
-
-
-def test_sar_metadata_has_every_field_within_sars_limits(sar):
-    assert [f for f in SAR_FIELDS if not sar.get(f)] == [], "missing SAR metadata"
-    for field, value in sar.items():  # SAR takes no intrinsic functions here
-        assert isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)), field
-    assert SAR_NAME.fullmatch(sar["Name"])
-    assert 1 <= len(sar["Description"]) <= 256
-    assert 1 <= len(sar["Author"]) <= 127 and SAR_AUTHOR.match(sar["Author"]), sar["Author"]
-    assert 1 <= len(sar["Labels"]) <= 10
-    assert all(1 <= len(label) <= 127 and SAR_LABEL.match(label) for label in sar["Labels"]), sar["Labels"]
-    assert SEMVER.match(sar["SemanticVersion"]), sar["SemanticVersion"]
-    assert sar["HomePageUrl"] == sar["SourceCodeUrl"] == HOME
-
-
-def test_sar_license_and_readme_files_exist(sar):
-    for field in ("LicenseUrl", "ReadmeUrl"):
-        local = TEMPLATE.parent / sar[field]
-        assert local.is_file(), f"{field}: {local} does not exist"
-        assert 0 < local.stat().st_size <= SAR_FILE_MAX_BYTES, f"{field}: {local} is empty or over 5 MB"
-    assert sar["SpdxLicenseId"] == "MIT-0"
-    assert (TEMPLATE.parent / sar["LicenseUrl"]).read_text().splitlines()[0] == "MIT No Attribution"
-
-
-RELEASE_HEADING = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<date>\S+))?\s*$", re.MULTILINE)
-
-
-def test_changelog_newest_release_is_the_template_version(sar):
-    text = CHANGELOG.read_text()
-    headings = [(m["version"], m["date"]) for m in RELEASE_HEADING.finditer(text)]
-    released = [(v, d) for v, d in headings if v != "Unreleased"]
-    assert released, "CHANGELOG.md has no release"
-    assert headings[0][0] in ("Unreleased", released[0][0]), "Unreleased, if present, comes first"
-    newest, released_on = released[0]
-    assert newest == sar["SemanticVersion"], (
-        f"CHANGELOG.md's newest release is {newest}, template.yaml's SemanticVersion is {sar['SemanticVersion']}"
-    )
-    versions = []
-    for version, day in released:
-        assert SEMVER.match(version), version
-        date.fromisoformat(day)  # each release has a YYYY-MM-DD date
-        assert re.search(rf"^\[{re.escape(version)}\]: https://", text, re.MULTILINE), f"no link for {version}"
-        versions.append(tuple(int(n) for n in version.split("-")[0].split(".")))
-    assert versions == sorted(versions, reverse=True) and len(set(versions)) == len(versions), "newest first"
-    assert date.fromisoformat(released_on) <= date.today()
-
-
-def test_every_resource_type_is_one_sar_supports(sam_template, cfn):
-    """Every type in the template and in what the SAM transform makes of it is on SAR's supported list."""
-    used = resource_types(sam_template, cfn)
-    unsupported = sorted(used - SAR_SUPPORTED_RESOURCE_TYPES)
-    assert not unsupported, f"SAR does not list {unsupported}"
-
-
-def test_sar_install_acknowledges_exactly_the_capabilities_the_template_needs(cfn):
-    types = resource_types(cfn)
-    needed = set()
-    if types & SAR_IAM_TYPES:
-        needed |= cloudformation_capabilities(cfn)
-    if types & SAR_RESOURCE_POLICY_TYPES:
-        needed.add("CAPABILITY_RESOURCE_POLICY")
-    if "AWS::Serverless::Application" in types:
-        needed.add("CAPABILITY_AUTO_EXPAND")
-    assert needed == SAR_INSTALL_CAPABILITIES
-
-
-def test_samconfig_holds_every_non_secret_deploy_default(cfn):
-    """`sam deploy --guided` then asks only for the region and the parameters.
-
-    resolve_s3 (SAM's managed artifact bucket) is the one default the moto test cannot exercise: SAM creates the
-    stack aws-sam-cli-managed-default through a change set, and moto 5.2.5 builds a stack's outputs when the stack
-    is created, before that change set runs, so DescribeStacks returns no Outputs and sam refuses the stack as
-    "missing Tags and/or Outputs information".
-    """
-    config = tomllib.loads(SAMCONFIG.read_text())
-    assert config["version"] == 0.1
-    default = config["default"]
-    assert default["global"]["parameters"]["stack_name"] == "iam-key-rotation"
-    deploy = default["deploy"]["parameters"]
-    assert set(deploy["capabilities"].split()) == cloudformation_capabilities(cfn)
-    assert deploy["confirm_changeset"] is True and deploy["resolve_s3"] is True
-    assert deploy["s3_prefix"] == default["package"]["parameters"]["s3_prefix"] == "iam-key-rotation"
-    assert deploy["fail_on_empty_changeset"] is False and deploy["disable_rollback"] is False
-    assert "parameter_overrides" not in deploy, "parameter defaults belong in template.yaml"
-    assert default["validate"]["parameters"]["lint"] is True
