@@ -1,20 +1,20 @@
-"""The SAM template and the state machine definition: linted, wired together, least-privilege, and robust.
+"""The state machine definition and the translated template: wired together, least-privilege, and robust.
 
 cfn-lint cannot see the ASL (it lives in a DefinitionUri file), so the ASL gets its own structural checks here.
-IAM checks run on the template as CloudFormation receives it after the SAM transform.
+IAM checks run on the template as CloudFormation receives it after the SAM transform. Every user of the ``asl``
+and ``cfn`` module fixtures is here, so each is built once. The linters, the substitutions, the parameter
+contract and the alarm and log retention are in tests/test_template_deployment.py, which imports its constants
+from here.
 """
 
 import json
 import re
-import subprocess
-import sys
 from collections import Counter
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 import botocore.session
 import pytest
-from samtranslator.yaml_helper import yaml_parse
 
 import decisions
 
@@ -24,8 +24,6 @@ from emulator.stack import TemplateError, parameter_values, translate
 ROOT = Path(__file__).resolve().parent.parent
 ASL_PATH = ROOT / "statemachine" / "rotation.asl.json"
 ASL_TEXT = ASL_PATH.read_text()
-SAM = yaml_parse((ROOT / "template.yaml").read_text())
-SUBSTITUTIONS = SAM["Resources"]["RotationStateMachine"]["Properties"]["DefinitionSubstitutions"]
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 USER_ARN = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user${UserPath}*"}
@@ -155,23 +153,7 @@ def grants(statement: dict, action: str) -> bool:
     return any(fnmatchcase(action.lower(), pattern.lower()) for pattern in actions_of(statement))
 
 
-# --- 1. linters ----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        [str(Path(sys.executable).with_name("cfn-lint")), "template.yaml"],
-        [sys.executable, "-m", "samcli", "validate", "--lint", "--template", "template.yaml", "--region", "us-east-1"],
-    ],
-    ids=["cfn-lint", "sam-validate-lint"],
-)
-def test_template_passes_linter(command):
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, f"{' '.join(command[:3])} exited {result.returncode}:\n{result.stdout}{result.stderr}"
-
-
-# --- 2. ASL text and its substitutions -----------------------------------------------------------------------
+# --- 1. ASL text ---------------------------------------------------------------------------------------------
 
 
 def test_placeholders_sit_inside_json_strings(asl):
@@ -180,25 +162,7 @@ def test_placeholders_sit_inside_json_strings(asl):
     assert in_text and in_text == in_strings
 
 
-def test_every_placeholder_has_a_substitution_and_every_substitution_is_used():
-    used = set(PLACEHOLDER.findall(ASL_TEXT))
-    assert used - set(SUBSTITUTIONS) == set(), "placeholders without a DefinitionSubstitutions entry"
-    assert set(SUBSTITUTIONS) - used == set(), "DefinitionSubstitutions entries the ASL never uses"
-
-
-@pytest.mark.parametrize(
-    "pattern",
-    [
-        pytest.param(r"(?<!\d)\d{12}(?!\d)", id="account-id"),
-        pytest.param(r"\b(?:us-gov|us-iso[a-z]?|[a-z]{2})-(?:[a-z]+-)+\d\b", id="region"),
-        pytest.param(r"arn:aws[a-z-]*:", id="partition"),
-    ],
-)
-def test_asl_hard_codes_no_account_region_or_partition(pattern):
-    assert re.findall(pattern, ASL_TEXT) == []
-
-
-# --- 3. graph shape ------------------------------------------------------------------------------------------
+# --- 2. graph shape ------------------------------------------------------------------------------------------
 
 
 def test_every_state_is_reachable_and_every_transition_names_a_state(asl):
@@ -226,7 +190,7 @@ def test_every_path_can_end(asl):
         assert set(states) - can_end == set(), f"states in {path} that can never reach an end"
 
 
-# --- 4. Task robustness --------------------------------------------------------------------------------------
+# --- 3. Task robustness --------------------------------------------------------------------------------------
 
 
 def test_every_task_retries_transient_errors_with_jittered_backoff_and_catches_the_rest(asl):
@@ -279,7 +243,7 @@ def test_error_names_are_ones_aws_can_report(asl):
                 assert error in known, f"{name} handles {error!r}, which a {service} task never reports"
 
 
-# --- 5. ASL <-> Lambda contract ------------------------------------------------------------------------------
+# --- 4. ASL <-> Lambda contract ------------------------------------------------------------------------------
 
 
 def test_secret_version_id_uses_the_prefix_the_lambda_parses(asl):
@@ -294,7 +258,7 @@ def test_secret_version_id_uses_the_prefix_the_lambda_parses(asl):
         assert f"States.Format('{decisions.SECRET_VERSION_PREFIX}{{}}'" in token, token
 
 
-# --- 6. translated template ----------------------------------------------------------------------------------
+# --- 5. translated template ----------------------------------------------------------------------------------
 
 
 def test_schedule_starts_the_state_machine_with_the_scheduled_time(cfn):
@@ -401,36 +365,7 @@ def test_every_sdk_call_in_the_asl_is_allowed_by_the_role_it_runs_as(cfn, asl):
             assert any(grants(s, action) for s in role), f"{name} calls {action}, which its role denies"
 
 
-# --- 7. parameter contract -----------------------------------------------------------------------------------
-
-CONTRACT = {
-    "MaxKeyAgeDays": 90,
-    "InstallWindowDays": 7,
-    "RecoveryWindowDays": 7,
-    "UserPath": "/",
-    "UserTagKey": "KeyRotation",
-    "UserTagValue": "enabled",
-    "SecretNamePrefix": "iam-key-rotation/",
-    "SenderEmail": "",
-    "NotificationEmails": "",
-    "ScheduleExpression": "rate(1 day)",
-    "ScheduleState": "ENABLED",
-    "DryRun": "false",
-}
-
-
-def test_parameters_keep_their_names_and_defaults():
-    parameters = SAM["Parameters"]
-    actual = {name: str(parameters[name].get("Default")) for name in CONTRACT if name in parameters}
-    assert actual == {name: str(default) for name, default in CONTRACT.items()}
-
-
-def test_every_parameter_is_described():
-    undescribed = [name for name, spec in SAM["Parameters"].items() if not str(spec.get("Description", "")).strip()]
-    assert undescribed == []
-
-
-# --- 8. parameter validation in the emulator -----------------------------------------------------------------
+# --- 6. parameter validation in the emulator -----------------------------------------------------------------
 
 
 def test_defaults_and_sensible_overrides_are_accepted(cfn):
@@ -455,42 +390,10 @@ def test_bad_override_is_rejected_naming_the_parameter(cfn, name, value):
         parameter_values(cfn, {name: value})
 
 
-# --- 8. operations -------------------------------------------------------------------------------------------
+# --- 7. operations: no run hangs -----------------------------------------------------------------------------
 
 
 def test_no_run_hangs_forever(asl):
     # A hung run would make every later run skip itself (single flight): the timeout ends it well before the next
     # day's run, and the alarm fires. Six hours hold 100,000 users at IAM's pace (make bench projects it).
     assert 0 < asl["TimeoutSeconds"] <= 6 * 3600
-
-
-def test_failed_timed_out_aborted_and_unstarted_runs_raise_the_alarm_to_the_topic():
-    resources, resolver = stack.resolve({"AlarmEmail": "oncall@example.com"})
-    alarm = resolver.resolve(resources["RunFailedAlarm"]["Properties"])
-    watched = {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
-    assert watched == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted", "FailedInvocations"}
-    for metric in alarm["Metrics"]:
-        if "MetricStat" in metric and metric["MetricStat"]["Metric"]["Namespace"] == "AWS/Events":
-            # the schedule could not start a run (a KMS or IAM denial, throttling): no execution exists to fail
-            assert metric["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "RuleName", "Value": resolver.physical["RotationSchedule"]["Ref"]}]
-        elif "MetricStat" in metric:
-            assert metric["MetricStat"]["Metric"]["Dimensions"] == [
-                {"Name": "StateMachineArn", "Value": resolver.physical["RotationStateMachine"]["Ref"]}
-            ]
-    (expression,) = [m["Expression"] for m in alarm["Metrics"] if m.get("ReturnData", True)]
-    assert set(re.findall(r"\w+", expression)) == {m["Id"] for m in alarm["Metrics"] if "MetricStat" in m}
-    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
-    assert alarm["AlarmActions"] == [resolver.physical["AlarmTopic"]["Ref"]]
-    topic = resolver.resolve(resources["AlarmTopic"]["Properties"])
-    assert topic["Subscription"] == [{"Protocol": "email", "Endpoint": "oncall@example.com"}]
-
-
-def test_every_log_group_keeps_logs_for_the_retention_parameter():
-    resources, resolver = stack.resolve({"LogRetentionDays": "30"})
-    groups = {k: resolver.resolve(r["Properties"]) for k, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
-    assert set(groups) == {f"{function}Logs" for function in HANDLERS} | {"StateMachineLogGroup"}
-    assert all(g["RetentionInDays"] == "30" for g in groups.values())
-    functions = {k: resolver.resolve(r["Properties"]) for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert {k: f["LoggingConfig"]["LogGroup"] for k, f in functions.items()} == {
-        k: resolver.physical[f"{k}Logs"]["Ref"] for k in HANDLERS
-    }
