@@ -40,15 +40,11 @@ def invariant_violations(runs: tuple[Run, ...], prefix: str) -> list[str]:
     for run in runs:
         retired = _keys_the_run_retired(run)
         told = " ".join(run.report_texts())
-        for account_id, state in (run.accounts or {stack.ACCOUNT_ID: _hub_state(run)}).items():
+        for account_id, state in run.accounts.items():
             where = run.name if account_id == stack.ACCOUNT_ID else f"{run.name} in {account_id}"
             problems += _violations(where, state, retired, told, prefix)
         problems += [f"{run.name}: key {k} was deactivated before a key check" for k in _deactivated_unproven(run)]
     return problems
-
-
-def _hub_state(run: Run) -> AccountState:
-    return AccountState(run.keys_before, run.secrets_before, run.keys_after, run.secrets_after, run.mismatched_values)
 
 
 def _violations(where: str, state: AccountState, retired: set[str], told: str, prefix: str) -> list[str]:

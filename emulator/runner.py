@@ -49,17 +49,34 @@ class Run:
     events: list[dict]
     emails: list[Email]
     retry_delays: list[float] = field(default_factory=list)
-    keys_before: dict[str, dict[str, str]] = field(default_factory=dict)  # every user -> {key id: status}
-    keys_after: dict[str, dict[str, str]] = field(default_factory=dict)
-    secrets_before: dict[str, account.SecretState] = field(default_factory=dict)  # every workflow secret by name
-    secrets_after: dict[str, account.SecretState] = field(default_factory=dict)
-    mismatched_values: list[str] = field(default_factory=list)  # secrets it wrote whose value names another key
     input: object = None  # the execution input, parsed (None when it was not JSON)
     children: list = field(default_factory=list)  # its Distributed Maps' child executions (distributed_map.ChildExecution)
     records: dict[str, str] = field(default_factory=dict)  # what it wrote to the run bucket, by key
     published: list[tuple[str, str]] = field(default_factory=list)  # (subject, message) it put on the report topic
     events_put: list[str] = field(default_factory=list)  # the detail of each lifecycle event it put on the bus
     accounts: dict[str, AccountState] = field(default_factory=dict)  # every account's, the hub's included, by id
+
+    # The hub's account, as a single-account run knows it: every user -> {key id: status}, every workflow secret by
+    # name, and the secrets it wrote whose value names another key.
+    @property
+    def keys_before(self) -> dict[str, dict[str, str]]:
+        return self.accounts[stack.ACCOUNT_ID].keys_before
+
+    @property
+    def keys_after(self) -> dict[str, dict[str, str]]:
+        return self.accounts[stack.ACCOUNT_ID].keys_after
+
+    @property
+    def secrets_before(self) -> dict[str, account.SecretState]:
+        return self.accounts[stack.ACCOUNT_ID].secrets_before
+
+    @property
+    def secrets_after(self) -> dict[str, account.SecretState]:
+        return self.accounts[stack.ACCOUNT_ID].secrets_after
+
+    @property
+    def mismatched_values(self) -> list[str]:
+        return self.accounts[stack.ACCOUNT_ID].mismatched_values
 
     def histories(self) -> list[list[dict]]:
         """The run's own history and each child execution's."""
@@ -221,7 +238,6 @@ class Emulator:
         self._consumers_sign()
         sent_before, published_before = len(_sent_messages()), len(_published())
         delays_before, events_before = len(self.recorder.retry_delays), len(self.recorder.events_put)
-        keys_before, secrets_before = account.account_keys(), account.workflow_secrets(self.secret_prefix)
         accounts = self._account_states()
         started = self.clock.now
         arn = self.sfn.start_execution(stateMachineArn=self.deployment.state_machine_arn, name=name, input=raw)[
@@ -241,17 +257,8 @@ class Emulator:
             published=_published()[published_before:],
             events_put=self.recorder.events_put[events_before:],
             retry_delays=self.recorder.retry_delays[delays_before:],
-            keys_before=keys_before,
-            keys_after=account.account_keys(),
-            secrets_before=secrets_before,
-            secrets_after=account.workflow_secrets(self.secret_prefix),
+            accounts=accounts,
         )
-        run.mismatched_values = [
-            name
-            for name, state in run.secrets_after.items()
-            if state.current_key and getattr(secrets_before.get(name), "current_version", None) != state.current_version
-            and not account.secret_value_matches(name, self.secret_prefix)
-        ]
         for account_id, state in accounts.items():
             state.keys_after = account.account_keys(account_id)
             state.secrets_after = account.workflow_secrets(self.secret_prefix, account_id)
@@ -262,7 +269,6 @@ class Emulator:
                 and getattr(state.secrets_before.get(name), "current_version", None) != after.current_version
                 and not account.secret_value_matches(name, self.secret_prefix, account_id)
             ]
-        run.accounts = accounts
         with contextlib.suppress(ValueError):
             run.input = json.loads(raw)
         run.records = account.run_records(self.deployment.bucket, f"runs/{name}/")
