@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 import decisions
 import reading
 import report
-import targets
 from contract import BatchPlan, BatchToPlan, Listed, Notice, UserToPlan
 from settings import Settings
 
@@ -41,9 +40,7 @@ def plan_batch(batch: BatchToPlan, settings: Settings, in_account) -> BatchPlan:
             reader = settings.reader_role(user["account"])
             iam, secretsmanager = (in_account(reader, service, reading.session_name()) for service in ("iam", "secretsmanager"))
             return user, _decide(user, settings, iam, secretsmanager, now, recorded_at, batch["force"])
-        except reading.AccountUnreachable as error:
-            return user, error
-        except reading.READ_ERRORS as error:  # after boto3's retries: this user waits, the others go on
+        except (reading.AccountUnreachable, *reading.READ_ERRORS) as error:  # after boto3's retries: this user waits
             return user, error
 
     # ParallelUsers calls to IAM at once per batch; ParallelBatches batches at once: the run's bound.
@@ -51,15 +48,9 @@ def plan_batch(batch: BatchToPlan, settings: Settings, in_account) -> BatchPlan:
         for user, decided in pool.map(decide, batch["users"]):
             plan["managed"] += user["managed"]
             where = {"account": user["account"]}
-            if isinstance(decided, reading.AccountUnreachable):
-                reason = targets.unreachable_reason(
-                    targets.Account(user["account"]), decided.code, decided.message, settings.member_role_name,
-                    settings.account_id, own_roles=not settings.many_accounts,
-                )
+            if isinstance(decided, Exception):  # its account, or its keys, could not be read
+                reason = decided.reason(settings) if isinstance(decided, reading.AccountUnreachable) else reading.unreadable_reason(decided)
                 plan["unreadable"].append(Listed(user=user["user"], reason=reason, **where))
-                continue
-            if isinstance(decided, Exception):
-                plan["unreadable"].append(Listed(user=user["user"], reason=reading.unreadable_reason(decided), **where))
                 continue
             if decided is None:
                 plan["unchanged"] += user["managed"]

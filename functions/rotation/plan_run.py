@@ -98,9 +98,7 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
                 return account, _requested_users(iam, settings, request.users, secrets, account.id, role)
             return account, _every_user_to_plan(iam, settings, secrets, account.id, role)
         except reading.AccountUnreachable as error:
-            return account, targets.unreachable_reason(
-                account, error.code, error.message, settings.member_role_name, settings.account_id, own_roles=not settings.many_accounts
-            )
+            return account, error.reason(settings)
         except reading.READ_ERRORS as error:
             if not settings.many_accounts:
                 raise  # this account only: the run fails, as it always did

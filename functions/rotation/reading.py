@@ -59,6 +59,13 @@ class AccountUnreachable(Exception):
         super().__init__(f"{account}: {code}: {message}")
         self.account, self.code, self.message = account, code, message
 
+    def reason(self, settings: Settings) -> str:
+        """Why the account could not be managed, and the fix (targets.unreachable_reason)."""
+        return targets.unreachable_reason(
+            targets.Account(self.account), self.code, self.message, settings.member_role_name, settings.account_id,
+            own_roles=not settings.many_accounts,
+        )
+
 
 def session_name() -> str:
     """Each function's sessions in a managed account carry its name: CloudTrail there says which one acted."""
@@ -93,9 +100,7 @@ def in_account(role_arn: str, service: str, session_name: str):
             try:
                 answer = client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64])
             except READ_ERRORS as error:
-                code = error.response["Error"].get("Code", "") if isinstance(error, ClientError) else type(error).__name__
-                message = error.response["Error"].get("Message", "") if isinstance(error, ClientError) else str(error)
-                raise AccountUnreachable(account, code, message) from None
+                raise AccountUnreachable(account, *error_parts(error)) from None
             credentials = answer["Credentials"]
             session = boto3.Session(
                 aws_access_key_id=credentials["AccessKeyId"],
@@ -109,11 +114,16 @@ def in_account(role_arn: str, service: str, session_name: str):
         return clients[service]
 
 
+def error_parts(error: Exception) -> tuple[str, str]:
+    """(code, message) of an AWS error, or of a timeout or a broken connection."""
+    if isinstance(error, ClientError):
+        return error.response["Error"].get("Code", ""), error.response["Error"].get("Message", "")
+    return type(error).__name__, str(error)
+
+
 def error_text(error: Exception) -> str:
     """``Code: message`` of an AWS error, or of a timeout or a broken connection."""
-    if isinstance(error, ClientError):
-        return f"{error.response['Error'].get('Code')}: {error.response['Error'].get('Message')}"
-    return f"{type(error).__name__}: {error}"
+    return "{}: {}".format(*error_parts(error))
 
 
 def unreadable_reason(error: Exception) -> str:

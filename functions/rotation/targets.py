@@ -22,10 +22,9 @@ UNIT_ID = re.compile(r"ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32}")
 ORGANIZATION = "ORGANIZATION"
 ACTIVE = "ACTIVE"
 # The member roles, one per job (member/template.yaml): MemberRoleName writes keys and secrets (the state machine's
-# Tasks), these read users and metadata (the planning, key status and reconcile functions) and a secret's value
-# (the key check).
+# Tasks), <MemberRoleName>-reader reads users and metadata (the planning, key status and reconcile functions), and
+# <MemberRoleName>-key-check a secret's value (functions/key_check, packaged apart, names it itself).
 READER_SUFFIX = "-reader"
-KEY_CHECK_SUFFIX = "-key-check"
 
 
 class InvalidTargets(Exception):
