@@ -88,8 +88,7 @@ def print_run(aws: Emulator, run: Run, title: str) -> None:
     summary = run.output or _summary_from_cause(run.cause)
     if isinstance(summary, dict) and "users" in summary:
         for entry in summary["users"]:  # across accounts, each user with its account
-            labelled = {**entry, "label": f"{entry['account']}/{entry['user']}"} if "account" in entry else entry
-            print("\n".join("  " + line for line in report.user_paragraph(labelled)))
+            print("\n".join("  " + line for line in report.user_paragraph(entry)))
         print(f"  ({summary.get('unchangedUsers')} of {summary.get('managedUsers')} managed users unchanged)")
     changed = [u for u in aws.users if run.keys_after[u] != run.keys_before[u]]
     members = [

@@ -137,7 +137,7 @@ def build(plan: dict, results: list[dict], run_error: dict | None, settings, whe
         and (summary["users"] or run_error or unreachable or any(counts[k] for k in (*_LISTED, "failed")))
     )
     owners = owner_emails(plan, newsworthy, summary, settings) if settings.sender_email else []
-    return report, [{k: v for k, v in u.items() if k != "label"} for u in newsworthy], owners
+    return report, newsworthy, owners
 
 
 def _problems_first(entries: list[dict]) -> list[dict]:
@@ -148,8 +148,8 @@ def _compact(entry: dict, detailed: bool) -> dict:
     """A user in the summary: the story (cut short) for the first users, problems first; the outcome and new key
     for the rest, so the summary stays small whatever the run's size."""
     if detailed:
-        return {**{k: v for k, v in entry.items() if k != "label"}, "detail": cut(entry["detail"])}
-    return {k: v for k, v in entry.items() if k not in ("detail", "label")}
+        return {**entry, "detail": cut(entry["detail"])}
+    return {k: v for k, v in entry.items() if k != "detail"}
 
 
 def _entry(item: dict, outcome: str, detail: str) -> dict:

@@ -92,14 +92,18 @@ def user_paragraph(entry: dict, indent: str = "    ") -> list[str]:
     )
     return [f"{_label(entry)}: {entry['outcome'].upper()}", *detail]
 
+
 def _label(item: dict) -> str:
-    """A user as reports name it: with its account when the hub manages several (build() labels the entries)."""
-    return item.get("label") or item["user"]
+    """A user as reports name it: ``<account>/<name>`` when the entry carries its account (_labelled keeps it only
+    when the hub manages several accounts)."""
+    return f"{item['account']}/{item['user']}" if item.get("account") else item["user"]
+
 
 def _labelled(entry: dict, settings) -> dict:
-    if settings.many_accounts and entry.get("account"):
-        return {**entry, "label": f"{entry['account']}/{entry['user']}"}
-    return {k: v for k, v in entry.items() if k != "account"}  # one account: reports read as they always did
+    """An entry as reports show it: with its account when the hub manages several, without it for one account, so
+    one account's reports read as they always did."""
+    return entry if settings.many_accounts else {k: v for k, v in entry.items() if k != "account"}
+
 
 def cut(detail: str) -> str:
     """At most MAX_DETAIL_CHARS, ending in "..." when cut, so that no one reads a cut sentence as a whole one."""
