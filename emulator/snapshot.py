@@ -60,22 +60,12 @@ def member_states(aws: Emulator) -> dict[str, dict]:
 
 
 def run_record(aws: Emulator, run: Run, execution_input, day: int | None) -> dict:
-    """One run for --json: its input and outcome, the keys it changed, its secrets' versions and its emails."""
-    secrets = {}
-    for user in aws.users:
-        versions = _secret_versions(aws.secret_prefix + user, run.keys_after[user])
-        if versions:
-            secrets[user] = versions
-    members = {}
-    for name, account_id, specs in aws.member_users():
-        state, users = run.accounts[account_id], [u["name"] for u in specs]
-        members[name] = {
-            "id": account_id,
-            "keys": {u: {"before": state.keys_before[u], "after": state.keys_after[u]} for u in users},
-            "secretVersions": {
-                u: versions for u in users if (versions := _secret_versions(aws.secret_prefix + u, state.keys_after[u], account_id))
-            },
-        }
+    """One run for --json: its input and outcome, the keys it changed, its secrets' versions and its emails (the
+    hub's account's users at the top, each member account's under memberAccounts)."""
+    members = {
+        name: {"id": account_id, **_keys_and_versions(aws, run, account_id, [u["name"] for u in specs])}
+        for name, account_id, specs in aws.member_users()
+    }
     return {
         "name": run.name,
         "day": day,
@@ -86,13 +76,22 @@ def run_record(aws: Emulator, run: Run, execution_input, day: int | None) -> dic
         "cause": run.cause,
         "output": run.output,
         "statesEntered": states_entered(run),
-        "keys": {u: {"before": run.keys_before[u], "after": run.keys_after[u]} for u in aws.users},
-        "secretVersions": secrets,
+        **_keys_and_versions(aws, run, HUB, aws.users),
         "emails": [
             {"source": e.source, "recipients": e.destinations, "subject": e.subject, "body": e.body}
             for e in emails_in_order(aws, run)
         ],
         **({"memberAccounts": members} if members else {}),
+    }
+
+
+def _keys_and_versions(aws: Emulator, run: Run, account_id: str, users: list[str]) -> dict:
+    """The run's keys of ``users`` of one account, before and after, and their secrets' versions after it."""
+    state = run.accounts[account_id]
+    versions = {u: _secret_versions(aws.secret_prefix + u, state.keys_after[u], account_id) for u in users}
+    return {
+        "keys": {u: {"before": state.keys_before[u], "after": state.keys_after[u]} for u in users},
+        "secretVersions": {u: v for u, v in versions.items() if v},
     }
 
 
