@@ -90,20 +90,20 @@ def print_run(aws: Emulator, run: Run, title: str) -> None:
         for entry in summary["users"]:  # across accounts, each user with its account
             print("\n".join("  " + line for line in report.user_paragraph(entry)))
         print(f"  ({summary.get('unchangedUsers')} of {summary.get('managedUsers')} managed users unchanged)")
-    changed = [u for u in aws.users if run.keys_after[u] != run.keys_before[u]]
-    members = [
-        (name, account_id, specs, [u["name"] for u in specs if run.accounts[account_id].keys_after[u["name"]] != run.accounts[account_id].keys_before[u["name"]]])
-        for name, account_id, specs in aws.member_users()
-    ]
-    anything = changed or any(users for *_, users in members)
+    # (heading, account, its users' specs), the hub's first, which has a heading only beside member accounts
+    members, hub = aws.member_users(), aws.account_ids[0]
+    accounts = [(f"The hub's account ({hub}):" if members else "", hub, aws.fixture.get("users", []))]
+    accounts += [(f"Account {name} ({account_id}):", account_id, specs) for name, account_id, specs in members]
+    changed = []
+    for heading, account_id, specs in accounts:
+        state = run.accounts[account_id]
+        changed.append((heading, account_id, specs, [u["name"] for u in specs if state.keys_after[u["name"]] != state.keys_before[u["name"]]]))
+    anything = any(users for *_, users in changed)
     print("  Keys and secrets of the users this run changed:" if anything else "  No key or secret changed.")
-    if changed:
-        if members:
-            print(f"    The hub's account ({aws.account_ids[0]}):")
-        print_account(account_state(aws, changed), indent="    ")
-    for name, account_id, specs, users in members:
+    for heading, account_id, specs, users in changed:
         if users:
-            print(f"    Account {name} ({account_id}):")
+            if heading:
+                print(f"    {heading}")
             print_account(account_state(aws, users, account_id, specs), indent="    ")
     for email in emails_in_order(aws, run):
         print(f"  Email from {email.source} to {', '.join(email.destinations)}")
