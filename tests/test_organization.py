@@ -251,6 +251,16 @@ def test_the_organization_demo_runs_offline_and_reports_the_account_without_the_
     assert {u["name"]: len(u["keys"]) for u in payments["users"]} == {"ci-deployer": 2, "settlement-batch": 2}
 
 
+def test_make_run_shows_the_organization_demo_after_the_single_account_one(root):
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "run", "READY=", "CHECKOV_READY="], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
+    commands = [line for line in dry.splitlines() if " -m emulator" in line]
+    assert [c.split(" -m emulator", 1)[1].split("||")[0].strip() for c in commands] == [
+        "", "--account fixtures/demo-organization.json"], dry
+
+
 def test_a_hub_that_cannot_list_the_organization_says_how_to_let_it(emulate):
     aws = emulate({"start": START, "parameters": {"TargetAccounts": "ORGANIZATION"}, "users": [user("app", 85)]})  # no organization
 
