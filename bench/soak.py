@@ -15,13 +15,15 @@ import warnings
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from emulator.model import EXPLORED, RotationModel
+from emulator.model import EXPLORED, OrganizationModel, RotationModel
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10_000, help="explore at least this many steps (default 10,000)")
     parser.add_argument("--steps-per-example", type=int, default=50, help="the longest a month-long story runs (default 50)")
+    parser.add_argument("--organization", action="store_true",
+                        help="a hub managing its organization: its own account, a member account, sometimes one without the member stack")
     arguments = parser.parse_args(argv)
     # The model injects AWS errors outside the services' models (Throttling); moto warns each time.
     warnings.filterwarnings("ignore", message=r"Exception\(.*\) with code .* does not match an error shape")
@@ -37,18 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         while sum(EXPLORED.steps.values()) < arguments.steps:
-            run_state_machine_as_test(RotationModel, settings=budget)
+            run_state_machine_as_test(OrganizationModel if arguments.organization else RotationModel, settings=budget)
             print(f"  ... {sum(EXPLORED.steps.values()):,} steps, {EXPLORED.runs:,} runs", file=sys.stderr, flush=True)
     except Exception:
-        _report(began, failed=True)
+        _report(began, failed=True, organization=arguments.organization)
         raise
-    _report(began, failed=False)
+    _report(began, failed=False, organization=arguments.organization)
     return 0
 
 
-def _report(began: float, failed: bool) -> None:
+def _report(began: float, failed: bool, organization: bool) -> None:
     minutes = (time.monotonic() - began) / 60
-    print(f"\nmake soak: {EXPLORED.examples:,} examples, {sum(EXPLORED.steps.values()):,} steps, {EXPLORED.runs:,} runs "
+    print(f"\nmake soak{' (an organization)' if organization else ''}: {EXPLORED.examples:,} examples, {sum(EXPLORED.steps.values()):,} steps, {EXPLORED.runs:,} runs "
           f"in {minutes:.1f} min: " + ("AN INVARIANT BROKE (the failing example is above)" if failed else "every invariant held"))
     print("\nSteps taken:")
     for kind, count in EXPLORED.steps.most_common():

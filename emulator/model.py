@@ -23,6 +23,7 @@ import decisions
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
+from . import account, cross_account, stack
 from .faults import failing, in_state
 from .runner import Emulator, Run
 
@@ -76,7 +77,7 @@ EDITS = [
 
 
 @st.composite
-def accounts(draw) -> dict:
+def users(draw) -> list[dict]:
     """Three managed users and one out of scope, with keys of any shape and age."""
     users = []
     for name in ("app", "ci", "etl", "other"):
@@ -90,7 +91,27 @@ def accounts(draw) -> dict:
             keys = [{**k, "inSecret": k is keys[-1]} for k in keys]
         tags = {} if name == "other" else {**SCOPE_TAG, **(OWNER_TAG if draw(st.booleans()) else {})}
         users.append({"name": name, "tags": tags, "keys": keys})
-    return {"start": START, "parameters": PARAMETERS, "verifiedEmails": ["rotation@example.com"], "users": users}
+    return users
+
+
+@st.composite
+def accounts(draw) -> dict:
+    """One account: the hub's, managing itself."""
+    return {"start": START, "parameters": PARAMETERS, "verifiedEmails": ["rotation@example.com"], "users": draw(users())}
+
+
+@st.composite
+def organizations(draw) -> dict:
+    """A hub managing its organization (TargetAccounts ORGANIZATION): its own users, a member account's with the
+    member stack, and sometimes a member account without it (every run reports it and ends FAILED)."""
+    members = [{"name": "payments", "users": draw(users())}]
+    if draw(st.booleans()):
+        members.append({"name": "sandbox", "users": draw(users()), "memberStack": False})
+    return {
+        **draw(accounts()),
+        "parameters": {**PARAMETERS, "TargetAccounts": "ORGANIZATION"},
+        "organization": {"hubMemberStack": True, "accounts": members},
+    }
 
 
 class Explored:
@@ -124,6 +145,7 @@ class RotationModel(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.aws: Emulator | None = None
+        self.where = stack.ACCOUNT_ID  # the account a person's change, or a forced run, acts in
 
     @initialize(fixture=accounts())
     def deploy(self, fixture):
@@ -146,6 +168,7 @@ class RotationModel(RuleBasedStateMachine):
     def a_person_changes_the_account(self, data):
         edit = data.draw(st.sampled_from(EDITS), label="edit")
         EXPLORED.steps[edit] += 1
+        self._choose_an_account(data)
         getattr(self, edit)(data)
 
     # --- runs ----------------------------------------------------------------------------------------------------
@@ -155,18 +178,19 @@ class RotationModel(RuleBasedStateMachine):
         self._check(self.aws.scheduled_run())
 
     def forced_run(self, data):
+        self._choose_an_account(data)
         users = self._users()
         names = sorted({self._pick(users, data) for _ in range(data.draw(st.integers(1, 2), label="users"))} - {None})
         if names and data.draw(st.booleans(), label="one named twice, in another case"):
             names.append(names[0].swapcase())
-        execution_input = {"users": names or ["nobody"], "force": True}
+        execution_input = {**self._named(names or ["nobody"]), "force": True}
         if data.draw(st.booleans(), label="at the scheduled time"):
             execution_input["time"] = decisions.format_time(self.aws.schedule)
         self._check(self.aws.start(execution_input))
 
     def dry_run(self, data):
         run = self.aws.start({**self.aws.scheduled_input(), "dryRun": True})
-        assert (run.keys_after, run.secrets_after) == (run.keys_before, run.secrets_before), "a dry run changed something"
+        assert _changed_nothing(run), "a dry run changed something"
         self._check(run)
 
     def run_with_a_failing_call(self, data):
@@ -192,9 +216,10 @@ class RotationModel(RuleBasedStateMachine):
             a.start()
             reached = paused.wait(10)
             if reached:
-                b = self.aws.start({"users": self._users()[:1] or ["nobody"], "force": True})
+                self.where = stack.ACCOUNT_ID
+                b = self.aws.start({**self._named(self._users()[:1] or ["nobody"]), "force": True})
                 assert b.output and b.output.get("skipped") is True, f"run B went ahead while A was running: {b.output}"
-                assert (b.keys_after, b.secrets_after) == (b.keys_before, b.secrets_before), "run B changed something"
+                assert _changed_nothing(b), "run B changed something"
                 self._check(b)
             release.set()
             a.join(60)
@@ -209,26 +234,26 @@ class RotationModel(RuleBasedStateMachine):
     def create_a_key(self, data):
         user = self._pick(self._users(), data)
         if user and len(self._keys(user)) < 2:
-            self._iam().create_access_key(UserName=user)
+            self._client("iam").create_access_key(UserName=user)
 
     def set_a_key_status(self, data):
         user = self._pick(self._users(), data)
         key = self._pick(self._keys(user), data) if user else None
         if key:
             status = data.draw(st.sampled_from(["Active", "Inactive"]), label="status")
-            self._iam().update_access_key(UserName=user, AccessKeyId=key, Status=status)
+            self._client("iam").update_access_key(UserName=user, AccessKeyId=key, Status=status)
 
     def delete_a_key(self, data):
         user = self._pick(self._users(), data)
         key = self._pick(self._keys(user), data) if user else None
         if key:
-            self._iam().delete_access_key(UserName=user, AccessKeyId=key)
+            self._client("iam").delete_access_key(UserName=user, AccessKeyId=key)
 
     def overwrite_a_secret(self, data):
         name = self._pick(self._secrets(), data)
         if name is None:
             return
-        sm = boto3.client("secretsmanager")
+        sm = self._client("secretsmanager")
         value = data.draw(st.sampled_from(["text", "another user's key", "the previous version"]), label="value")
         if value == "text":
             sm.put_secret_value(SecretId=name, SecretString="see the wiki")
@@ -247,7 +272,7 @@ class RotationModel(RuleBasedStateMachine):
     def delete_a_secret(self, data):
         name = self._pick(self._secrets(), data)
         if name is not None:
-            sm = boto3.client("secretsmanager")
+            sm = self._client("secretsmanager")
             if data.draw(st.booleans(), label="with a recovery window"):
                 sm.delete_secret(SecretId=name, RecoveryWindowInDays=7)
             else:
@@ -256,33 +281,33 @@ class RotationModel(RuleBasedStateMachine):
     def tag_or_untag_a_user(self, data):
         user = self._pick(self._users(), data)
         if user and data.draw(st.booleans(), label="tag"):
-            self._iam().tag_user(UserName=user, Tags=[{"Key": k, "Value": v} for k, v in SCOPE_TAG.items()])
+            self._client("iam").tag_user(UserName=user, Tags=[{"Key": k, "Value": v} for k, v in SCOPE_TAG.items()])
         elif user:
-            self._iam().untag_user(UserName=user, TagKeys=list(SCOPE_TAG))
+            self._client("iam").untag_user(UserName=user, TagKeys=list(SCOPE_TAG))
 
     def move_a_user(self, data):
         user = self._pick(self._users(), data)
         if user:
-            self._iam().update_user(UserName=user, NewPath=data.draw(st.sampled_from(["/", "/retired/"]), label="path"))
+            self._client("iam").update_user(UserName=user, NewPath=data.draw(st.sampled_from(["/", "/retired/"]), label="path"))
 
     def rename_a_user_in_case(self, data):
         user = self._pick(self._users(), data)
         if user:
-            self._iam().update_user(UserName=user, NewUserName=user.swapcase())
+            self._client("iam").update_user(UserName=user, NewUserName=user.swapcase())
 
     def delete_a_user(self, data):
         user = self._pick(self._users(), data)
         if user:  # as a person must: its keys first
             for key in self._keys(user):
-                self._iam().delete_access_key(UserName=user, AccessKeyId=key)
-            self._iam().delete_user(UserName=user)
+                self._client("iam").delete_access_key(UserName=user, AccessKeyId=key)
+            self._client("iam").delete_user(UserName=user)
 
     def onboard_a_user(self, data):
         name = f"new-{len(self._users())}"
         if name.lower() not in {u.lower() for u in self._users()}:
-            self._iam().create_user(UserName=name, Tags=[{"Key": k, "Value": v} for k, v in SCOPE_TAG.items()])
+            self._client("iam").create_user(UserName=name, Tags=[{"Key": k, "Value": v} for k, v in SCOPE_TAG.items()])
             if data.draw(st.booleans(), label="with a key"):
-                self._iam().create_access_key(UserName=name)
+                self._client("iam").create_access_key(UserName=name)
 
     # --- the checks ----------------------------------------------------------------------------------------------
 
@@ -300,42 +325,84 @@ class RotationModel(RuleBasedStateMachine):
 
     def _broken_by_hand_and_unreported(self, run: Run) -> list[str]:
         """Managed users whose secret, before a scheduled run, held no working key (overwritten, deleted, or its
-        key deactivated or deleted by hand) and whom the run's report does not name."""
+        key deactivated or deleted by hand) and whom the run's report does not name, in every account the hub
+        reaches (``account/user`` for a member account's)."""
         summary = _summary(run)
         if summary is None or summary.get("error") or "users" in (run.input or {}):
             return []  # skipped, failed as a whole (loudly: FAILED, the alarm), or restricted to the users it names
-        named = {decisions.user_key(u["user"]) for u in summary.get("users", [])}
-        prefix, users = self.aws.secret_prefix, self.aws.managed_users()
-        secrets = {decisions.user_key(n[len(prefix):]): s for n, s in run.secrets_before.items()}
+        hub = stack.ACCOUNT_ID
+        named = {(u.get("account", hub), decisions.user_key(u["user"])) for u in summary.get("users", [])}
+        parameters, prefix = self.aws.deployment.parameters, self.aws.secret_prefix
         broken = []
-        for user, tags in users.items():
-            secret = secrets.get(decisions.user_key(user))
-            keys = next((ks for u, ks in run.keys_before.items() if decisions.user_key(u) == decisions.user_key(user)), {})
-            if secret is None:
-                lost = decisions.SECRET_TAG in tags  # the workflow stored a key there, and it is gone
-            elif secret.deleted:
-                lost = True
-            else:
-                lost = secret.current_version is not None and keys.get(secret.current_key) != "Active"
-            if lost and decisions.user_key(user) not in named:
-                broken.append(user)
+        for account_id in self._reached_accounts():
+            before = run.accounts[account_id]
+            users = account.users_in_scope(parameters["UserPath"], parameters["UserTagKey"], parameters["UserTagValue"], account_id)
+            secrets = {decisions.user_key(n[len(prefix):]): s for n, s in before.secrets_before.items()}
+            for user, tags in users.items():
+                secret = secrets.get(decisions.user_key(user))
+                keys = next((ks for u, ks in before.keys_before.items() if decisions.user_key(u) == decisions.user_key(user)), {})
+                if secret is None:
+                    lost = decisions.SECRET_TAG in tags  # the workflow stored a key there, and it is gone
+                elif secret.deleted:
+                    lost = True
+                else:
+                    lost = secret.current_version is not None and keys.get(secret.current_key) != "Active"
+                if lost and (account_id, decisions.user_key(user)) not in named:
+                    broken.append(user if account_id == hub else f"{account_id}/{user}")
         return broken
 
     # --- the account, as a person sees it ------------------------------------------------------------------------
 
-    @staticmethod
-    def _iam():
-        return boto3.client("iam")
+    def _choose_an_account(self, data) -> None:
+        """Where the next change or forced run acts: with one account, the hub's (no draw)."""
+        self.where = stack.ACCOUNT_ID
+
+    def _reached_accounts(self) -> list[str]:
+        """The accounts whose users the runs manage."""
+        return [stack.ACCOUNT_ID]
+
+    def _named(self, users: list[str]) -> dict:
+        """An on-demand run's input naming ``users`` of the account chosen."""
+        return {"users": users}
+
+    def _client(self, service: str):
+        if self.where == stack.ACCOUNT_ID:
+            return boto3.client(service)
+        return cross_account.client_in(self.where, service)
 
     def _users(self) -> list[str]:
-        return sorted(self.aws.account_users())
+        return sorted(account.account_keys(self.where))
 
     def _keys(self, user: str) -> list[str]:
-        return sorted(self.aws.account_users().get(user, {}))
+        return sorted(account.account_keys(self.where).get(user, {}))
 
     def _secrets(self) -> list[str]:
-        return sorted(n for n, s in self.aws.workflow_secrets().items() if not s.deleted)
+        return sorted(n for n, s in account.workflow_secrets(self.aws.secret_prefix, self.where).items() if not s.deleted)
 
     @staticmethod
     def _pick(choices: list[str], data) -> str | None:
         return data.draw(st.sampled_from(choices), label="which") if choices else None
+
+
+class OrganizationModel(RotationModel):
+    """The same months for a hub managing its organization: each run acts in every account the hub reaches, a
+    person changes any account, a forced run names users of one account, and every check holds account by account."""
+
+    @initialize(fixture=organizations())
+    def deploy(self, fixture):
+        super().deploy(fixture)
+
+    def _choose_an_account(self, data) -> None:
+        self.where = data.draw(st.sampled_from(self.aws.account_ids), label="account")
+
+    def _reached_accounts(self) -> list[str]:
+        stacked = {spec["name"] for spec in self.aws.fixture["organization"]["accounts"] if spec.get("memberStack", True)}
+        return [stack.ACCOUNT_ID] + [i for name, i in self.aws.member_accounts.items() if name in stacked]
+
+    def _named(self, users: list[str]) -> dict:
+        return {"users": users, "accounts": [self.where]}
+
+
+def _changed_nothing(run: Run) -> bool:
+    """Whether every account's keys and secrets are as they were before the run."""
+    return all((s.keys_after, s.secrets_after) == (s.keys_before, s.secrets_before) for s in run.accounts.values())

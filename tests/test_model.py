@@ -13,7 +13,7 @@ import decisions
 import pytest
 from hypothesis import HealthCheck, settings
 
-from emulator.model import RotationModel
+from emulator.model import OrganizationModel, RotationModel
 
 TestTheRotationOverMonths = pytest.mark.slow(RotationModel.TestCase)
 TestTheRotationOverMonths.settings = settings(
@@ -23,6 +23,13 @@ TestTheRotationOverMonths.settings = settings(
     derandomize=True,  # the same examples on every run of make test; make soak draws new ones
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+# The same months for a hub over its organization: fewer examples (each deploys two stacks), the same checks.
+TestTheRotationOverMonthsAcrossAnOrganization = pytest.mark.slow(OrganizationModel.TestCase)
+TestTheRotationOverMonthsAcrossAnOrganization.settings = settings(
+    TestTheRotationOverMonths.settings, max_examples=2, stateful_step_count=20
 )
 
 
@@ -72,3 +79,31 @@ def test_the_model_catches_a_run_silent_about_a_secret_overwritten_by_hand():
     with mock.patch.object(decisions, "_secret_lost", lambda user, secret, *a: None if secret.foreign else silent(user, secret, *a)):
         with pytest.raises(AssertionError, match="was silent about users whose secret a person broke: \\['app'\\]"):
             story(*overwritten_then_a_run(), age_days=5)
+
+
+def test_the_organization_model_catches_a_run_silent_about_a_member_accounts_broken_secret():
+    fixture = {
+        **DUE,
+        "parameters": {**DUE["parameters"], "TargetAccounts": "ORGANIZATION"},
+        "users": [],
+        "organization": {"hubMemberStack": True, "accounts": [{"name": "payments", "users": [
+            {"name": "app", "tags": {"KeyRotation": "enabled"}, "keys": [{"ageDays": 5, "inSecret": True}]}]}]},
+    }
+
+    def overwritten_in_the_member_then_a_run():
+        model = OrganizationModel()
+        model.deploy(fixture)
+        try:
+            member = model.aws.member_accounts["payments"]
+            model.a_person_changes_the_account(Script("overwrite_a_secret", member, "iam-key-rotation/app", "text"))
+            model.scheduled_run(Script(1))
+        finally:
+            model.teardown()
+        return member
+
+    overwritten_in_the_member_then_a_run()  # the workflow as it is: payments/app needs attention, every run
+
+    silent = decisions._secret_lost
+    with mock.patch.object(decisions, "_secret_lost", lambda user, secret, *a: None if secret.foreign else silent(user, secret, *a)):
+        with pytest.raises(AssertionError, match=r"was silent about users whose secret a person broke: \['\d{12}/app'\]"):
+            overwritten_in_the_member_then_a_run()
