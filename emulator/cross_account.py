@@ -15,6 +15,8 @@ Where moto differs from AWS, one line each (each with a test in tests/test_cross
   the process's keys, which GetCallerIdentity refuses;
 - ListAccounts in an account that is in no organization fails with AWSOrganizationsNotInUseException; moto lists
   no account;
+- a service-managed StackSet never deploys to the organization's management account; moto deploys to every account
+  below the OUs or root named, the management account included;
 - boto3's default session in a handler takes that invocation's keys: on AWS each function has its own process, here
   they share one, whose default session would keep the first keys it read.
 Trust policies as evaluated: Allow and Deny statements whose Action (or NotAction) covers sts:AssumeRole; Principal
@@ -251,10 +253,23 @@ def several_accounts(seed: int = 0):
             raise AWSOrganizationsNotInUseException()
         return list_accounts(backend, *args, **kwargs)
 
+    from moto.cloudformation.models import StackInstances
+
+    create_instances = StackInstances.create_instances
+
+    def create_instances_but_not_in_the_management_account(instances, accounts, regions, parameters, targets, permission_model):
+        org = instances.org_backend
+        if permission_model != "SERVICE_MANAGED" or org.org is None:
+            return create_instances(instances, accounts, regions, parameters, targets, permission_model)
+        members = [a for a in org.accounts if a.id != org.org.master_account_id]
+        with mock.patch.object(org, "accounts", members):
+            return create_instances(instances, accounts, regions, parameters, targets, permission_model)
+
     random_session_token = sts_models.random_session_token
     default_session = boto3._get_default_session
     patches = [
         mock.patch.object(OrganizationsBackend, "list_accounts", list_accounts_of_an_organization),
+        mock.patch.object(StackInstances, "create_instances", create_instances_but_not_in_the_management_account),
         mock.patch.object(TokenResponse, "assume_role", assume_role_if_trusted),
         mock.patch.object(sts_models, "random_session_token", lambda: accounts.session_token(random_session_token)),
         mock.patch.object(state_task.StateTask, "_eval_state_credentials", credentials_with_their_assumer),

@@ -348,3 +348,21 @@ def test_listing_accounts_outside_any_organization_is_refused_as_aws_refuses_it(
         check()
     with mock_aws(config=MOTO_CONFIG), faithful_moto(Clock(START), {}, strict=False), pytest.raises(pytest.fail.Exception):
         check()
+
+
+def test_a_service_managed_stackset_deploys_to_the_member_accounts_and_never_to_the_management_account():
+    """AWS: "StackSets doesn't deploy stack instances to the organization's management account, even if the
+    management account is in your organization or in an OU". moto deploys there too."""
+    topic = json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}})
+
+    def check(member, recorder):
+        cloudformation = client("cloudformation")
+        cloudformation.create_stack_set(StackSetName="s", TemplateBody=topic, PermissionModel="SERVICE_MANAGED",
+                                        AutoDeployment={"Enabled": True, "RetainStacksOnAccountRemoval": False})
+        root = client("organizations").list_roots()["Roots"][0]["Id"]
+        cloudformation.create_stack_instances(StackSetName="s", DeploymentTargets={"OrganizationalUnitIds": [root]},
+                                              Regions=["us-east-1"])
+        instances = cloudformation.list_stack_instances(StackSetName="s")["Summaries"]
+        assert [i["Account"] for i in instances] == [member]
+
+    holds_on_the_emulator_and_not_on_plain_moto(check)
