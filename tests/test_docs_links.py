@@ -21,6 +21,9 @@ from emulator import diagram
 from test_docs import DOCS, PAGES, README, ROOT, prose, text
 
 TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
+SAR = TEMPLATE["Metadata"]["AWS::ServerlessRepo::Application"]
+# The SAR console shows its readme away from the repository: its links name the repository's pages in full.
+REPOSITORY_PAGES = SAR["HomePageUrl"] + "/blob/main/"
 
 # --- links ----------------------------------------------------------------------------------------------------
 
@@ -49,10 +52,11 @@ def without_generated_diagram(words: str) -> str:
 def broken_links(page: Path, words: str) -> list[str]:
     broken = []
     for target in LINK.findall(re.sub(r"`[^`\n]*`", "", words)):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...
+        in_full = target.startswith(REPOSITORY_PAGES)  # a page of this repository, named in full
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) and not in_full:  # https:, mailto: ...
             continue
-        path, _, anchor = target.partition("#")
-        resolved = (page.parent / path).resolve() if path else page
+        path, _, anchor = target.removeprefix(REPOSITORY_PAGES).partition("#")
+        resolved = (ROOT / path if in_full else page.parent / path).resolve() if path else page
         if not resolved.exists():
             broken.append(f"{target}: no such file")
         elif anchor and (resolved.suffix != ".md" or anchor not in anchors(resolved)):
@@ -81,6 +85,7 @@ def test_the_link_check_sees_a_missing_file_and_a_missing_heading(tmp_path):
     assert broken_links(page, "[x](b.md)") == ["b.md: no such file"]
     assert broken_links(page, "[x](#not-a-heading)") == ["#not-a-heading: no heading with that anchor"]
     assert broken_links(page, "[x](../README.md)") == ["../README.md: no such file"]
+    assert broken_links(page, f"[x]({REPOSITORY_PAGES}docs/nothing.md)") == [f"{REPOSITORY_PAGES}docs/nothing.md: no such file"]
 
 
 def test_every_page_in_docs_is_linked_from_the_readme():
@@ -110,11 +115,14 @@ def test_the_capabilities_an_install_acknowledges_are_the_ones_the_template_need
 
 
 def test_the_serverless_application_repository_page_is_the_readme_sar_shows():
-    sar = TEMPLATE["Metadata"]["AWS::ServerlessRepo::Application"]
-    page = ROOT / sar["ReadmeUrl"]
+    page = ROOT / SAR["ReadmeUrl"]
 
     assert page == ROOT / "docs" / "serverless-application-repository.md"
-    assert sar["HomePageUrl"] in text(page)  # the SAR console cannot follow the page's relative links
+    assert SAR["HomePageUrl"] in text(page)
+    links = LINK.findall(text(page))
+    relative = [t for t in links if not re.match(r"^[a-z][a-z0-9+.-]*:", t)]
+    assert links and relative == []  # the SAR console would resolve them against its own address
+    assert broken_links(page, text(page)) == []  # each full link names a file and heading of the repository
 
 
 # --- nothing outside the repository ---------------------------------------------------------------------------
