@@ -59,7 +59,7 @@ lock: $(READY) $(CHECKOV_READY) ## re-pin requirements.lock and requirements-che
 	  $(CHECKOV_VENV)/bin/pip freeze --exclude-editable | grep -v '^pip=='; } > requirements-checkov.lock
 
 clean: ## remove the virtualenv and build output
-	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .pytest-tool-cache
 
 $(READY): requirements.lock
 	$(PYTHON) -m venv $(VENV)

@@ -4,11 +4,11 @@ Plus checkov over the translated template (its own virtualenv, installed by `mak
 
 import json
 import re
-import subprocess
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
+import tool_cache
 
 from emulator import stack
 
@@ -389,9 +389,10 @@ def checkov_report(template: Path) -> dict:
     """checkov's report on a CloudFormation template, once it has found no failed check and every skip is justified
     in the resource's Metadata (member/template.yaml's test uses it too)."""
     assert CHECKOV.exists(), "checkov is not installed: `make test` installs it in .venv-checkov (requirements-checkov.txt)"
-    result = subprocess.run(
+    # A clean report on the same template's content, checkov's version and command is reused (tests/tool_cache.py).
+    result = tool_cache.run(
         [str(CHECKOV), "-f", str(template), "--framework", "cloudformation", "--skip-download", "--output", "json"],
-        capture_output=True, text=True, timeout=300,
+        inputs=[template], cwd=ROOT, timeout=300, env_prefixes=("CKV_", "CHECKOV", "BC_", "PRISMA", "LOG_LEVEL"),
     )
     report = json.loads(result.stdout)
     failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in report["results"]["failed_checks"]]

@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import boto3
 import botocore.session
 import pytest
+import tool_cache
 from botocore.validate import validate_parameters
 from samcli.vendor.serverlessrepo.publish import publish_application
 from samtranslator.yaml_helper import yaml_parse
@@ -141,8 +142,12 @@ def sam_cli(tmp_path_factory):
     try:
         build_dir = work / "build"
         # The build needs no server, so it runs while the server starts. samconfig.toml is read from the template's
-        # directory (its build section: cached, parallel); the cache lands in the working directory.
-        _sam(["build", "--template-file", str(TEMPLATE), "--build-dir", str(build_dir)], cwd=work, env=env)
+        # directory (its build section: cached, parallel); the cache lands in the working directory. A build of the
+        # same template, code, samconfig and sam is copied from .pytest-tool-cache instead (tests/tool_cache.py).
+        build = ["build", "--template-file", str(TEMPLATE), "--build-dir", str(build_dir)]
+        tool_cache.directory([str(SAM), *build], inputs=tool_cache.referenced_paths(TEMPLATE), cwd=work,
+                             output=build_dir, produce=lambda: _sam(build, cwd=work, env=env), env=env,
+                             env_prefixes=("SAM_",))
         _wait_until_answers(f"http://127.0.0.1:{port}/moto-api/", server, log)
 
         clients = {
