@@ -198,7 +198,7 @@ def test_the_retries_the_docs_quote_are_the_asls():
 
 def test_the_model_and_soak_figures_are_their_settings():
     developing = text(ROOT / "docs" / "developing.md") + text(ROOT / "docs" / "reliability.md")
-    (examples,) = set(re.findall(r"(\w+) reproducible examples of one account and (\w+) of an organization", developing))
+    (examples,) = set(re.findall(r"(\w+)\s+reproducible\s+examples\s+of\s+one\s+account\s+and\s+(\w+)\s+of\s+an\s+organization", developing))
     configured = re.findall(r"max_examples=(\d+)", (ROOT / "tests" / "test_model.py").read_text())
     assert [number(e) for e in examples] == [int(c) for c in configured]
 
