@@ -1,7 +1,11 @@
 """emulator/speed.py changes no answer: a deployment restored from the cache is the account a fresh deployment
 gives, and runs on it do the same."""
 
+import contextlib
 import json
+
+import boto3
+import pytest
 
 from emulator import speed, stack
 from emulator.runner import Emulator
@@ -82,3 +86,41 @@ def _logs_backend():
     from moto.logs.models import logs_backends
 
     return logs_backends[stack.ACCOUNT_ID][stack.REGION]
+
+
+
+def _handler_table(events) -> dict:
+    """Each event name of a session's or a client's handler table, with its handlers in order (by name)."""
+    found = {}
+
+    def walk(node, path):
+        if node["values"]:
+            found[".".join(path)] = [getattr(h, "__qualname__", repr(type(h))) for part in node["values"] for h in part]
+        for chunk, child in node["children"].items():
+            walk(child, (*path, chunk))
+
+    walk(events._emitter._handlers._root, ())
+    return found
+
+
+def test_sessions_and_clients_made_under_the_patches_register_the_same_handlers_and_refuse_the_same():
+    """The shared alias cache and the **kwargs check kept per function (speed._sessions_set_up_once)."""
+
+    def made():
+        session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+        client = session.client("secretsmanager")
+        return _handler_table(session._session.get_component("event_emitter")), _handler_table(client.meta.events)
+
+    def without_kwargs(params):
+        return None
+
+    plain = made()
+    with contextlib.ExitStack() as patches:  # these patches only (faster_emulation replaces a user agent handler)
+        for patch in speed._sessions_set_up_once():
+            patches.enter_context(patch)
+        patched, again = made(), made()  # the second from the caches the first filled
+        for _ in range(2):  # refused the first time, and the next (from the kept answer)
+            with pytest.raises(ValueError, match="must accept keyword"):
+                boto3.Session().events.register("before-call.s3", without_kwargs)
+    assert patched == plain and again == plain
+    assert len(plain[0]) > 50 and len(plain[1]) > 50
