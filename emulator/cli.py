@@ -49,7 +49,8 @@ EXIT_STATUS = """\
 exit status (demo and run):
   0  every run SUCCEEDED, the invariants held and no secret appeared anywhere. A user reported BLOCKED
      or ATTENTION does not count against this: its run succeeds, as it does in AWS, and the email says
-     what to do.
+     what to do. Nor does a run that FAILED only because it could not reach the member accounts an
+     organization fixture gives no member stack ("memberStack": false): that is what such a fixture shows.
   1  a run did not succeed (FAILED: rejected input, or a user whose step failed, which raises the
      alarm in AWS); the invariants held and no secret leaked
   2  usage or input error: an unknown option, command or template parameter, a bad --days or --param,
@@ -72,7 +73,8 @@ JSON_FORMAT = """\
    "runs": [{"name", "day", "time", "input", "status", "error", "cause", "output", "statesEntered",
              "keys": {user: {"before": {keyId: status}, "after": {...}}},
              "secretVersions": {user: [...]}, "emails": [{"source", "recipients", "subject", "body"}]}],
-   "failedRuns", "invariantViolations", "leakedTexts", "checkedTexts", "exitCode"}
+   "failedRuns", "failedAsMeant" (those that failed only for the accounts without the member stack),
+   "invariantViolations", "leakedTexts", "checkedTexts", "exitCode"}
   It holds what the runs published (outputs, causes, emails); "leakedTexts" counts those that held a secret
   access key (exit status 3), which are not repeated anywhere else.
 """

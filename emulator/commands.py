@@ -108,7 +108,8 @@ def _finish(aws: Emulator, runs: list[Run], records: list[dict], before: dict, a
     leaks = aws.leaked_texts(*runs)
     problems = aws.invariant_violations(*runs)
     failed = [r.name for r in runs if r.status != "SUCCEEDED"]
-    code = EXIT_BROKEN_PROMISE if problems or leaks else EXIT_RUN_FAILED if failed else EXIT_OK
+    meant = [r.name for r in runs if _failed_as_the_fixture_means(aws, r)]
+    code = EXIT_BROKEN_PROMISE if problems or leaks else EXIT_RUN_FAILED if set(failed) - set(meant) else EXIT_OK
     if not as_json:
         print("\nChecks after every run:")
         print("  invariants (AWSCURRENT is an Active key of its user; every key created is stored; no Active key deleted): "
@@ -117,8 +118,11 @@ def _finish(aws: Emulator, runs: list[Run], records: list[dict], before: dict, a
               + ("none" if not leaks else f"FOUND in {len(leaks)}"))
         if failed:
             print(f"  runs that did not succeed: {', '.join(failed)}")
+        if meant:
+            print(f"  of those, FAILED only because the account(s) without the member stack were not reached, as the "
+                  f"fixture means: {', '.join(meant)}")
         print(f"Exit status {code}: " + {
-            EXIT_OK: "every run succeeded and every check passed.",
+            EXIT_OK: "every run succeeded" + (" (or failed only as the fixture means)" if meant else "") + " and every check passed.",
             EXIT_RUN_FAILED: "a run did not succeed; the invariants hold and no secret leaked.",
             EXIT_BROKEN_PROMISE: "a promise of the workflow was broken (above).",
         }[code])
@@ -131,11 +135,25 @@ def _finish(aws: Emulator, runs: list[Run], records: list[dict], before: dict, a
             **({"memberAccounts": members} if (members := member_states(aws)) else {}),
         },
         "failedRuns": failed,
+        "failedAsMeant": meant,
         "invariantViolations": problems,
         "leakedTexts": len(leaks),
         "checkedTexts": checked,
         "exitCode": code,
     }
+
+
+def _failed_as_the_fixture_means(aws: Emulator, run: Run) -> bool:
+    """Whether ``run`` FAILED only because it could not reach the member accounts the fixture deploys no member
+    stack to (the organization demo shows that on purpose): those accounts and no others failed it, and no user
+    failed or kept a key in use past its age. Any other failure, there too, is a failed run."""
+    without = aws.accounts_left_without_the_member_stack
+    if not without or run.status != "FAILED" or run.error != "RotationFailed" or " Summary: " not in (run.cause or ""):
+        return False
+    summary = json.loads(run.cause.split(" Summary: ", 1)[1])
+    unreachable = json.loads(run.records.get(f"runs/{run.name}/accounts.json", "[]"))
+    failing = {a["account"] for a in unreachable if a["failsRun"]}
+    return failing == without and not summary.get("error") and not summary.get("failed") and not summary.get("overdue")
 
 
 def _emit(document: dict, as_json: bool) -> int:
@@ -171,7 +189,7 @@ def what_went_wrong(document: dict) -> str:
         broken.append(f"a secret access key appeared in {leaks} published text(s)")
     if broken:
         return "; ".join(broken) + ": a bug in the workflow (statemachine/, functions/): fix it before deploying"
-    failed = [r for r in document["runs"] if r["status"] != "SUCCEEDED"]
+    failed = [r for r in document["runs"] if r["status"] != "SUCCEEDED" and r["name"] not in document["failedAsMeant"]]
     run = failed[0]
     cause = " ".join((run["cause"] or "").split(" Summary: ")[0].split())
     if len(cause) > _CAUSE_CHARS:

@@ -195,6 +195,12 @@ class Emulator:
         return [(spec["name"], self.member_accounts[spec["name"]], spec.get("users", [])) for spec in specs]
 
     @property
+    def accounts_left_without_the_member_stack(self) -> set[str]:
+        """The member accounts the fixture deploys no member stack to: no run can reach them, on purpose."""
+        specs = (self.fixture.get("organization") or {}).get("accounts", [])
+        return {self.member_accounts[s["name"]] for s in specs if not s.get("memberStack", True)}
+
+    @property
     def account_ids(self) -> list[str]:
         """Every account the emulator holds users in: the hub's, then each member's."""
         return [stack.ACCOUNT_ID, *self.member_accounts.values()]

@@ -188,7 +188,8 @@ def test_a_rejected_input_ends_with_the_runs_reason_and_what_to_fix(as_json, cap
 
 
 def test_a_failed_run_line_shows_the_start_of_its_cause_without_the_summary():
-    document = {"invariantViolations": [], "leakedTexts": 0, "runs": [
+    document = {"invariantViolations": [], "leakedTexts": 0, "failedAsMeant": ["run-000"], "runs": [
+        {"name": "run-000", "status": "FAILED", "error": "RotationFailed", "cause": "1 account(s) not reached: ..."},
         {"name": "run-001", "status": "SUCCEEDED", "error": None, "cause": None},
         {"name": "run-002", "status": "FAILED", "error": "RotationFailed",
          "cause": "1 user(s) failed: svc (AccessDenied\non iam:CreateAccessKey) Summary: {\"users\": []}"},
@@ -199,7 +200,7 @@ def test_a_failed_run_line_shows_the_start_of_its_cause_without_the_summary():
         "2 runs did not succeed, the first: run-002 FAILED: RotationFailed: 1 user(s) failed: svc (AccessDenied on "
         "iam:CreateAccessKey): fix what the cause says for each account and user, then run again"
     )
-    document["runs"] = document["runs"][2:]
+    document["runs"] = document["runs"][3:]
     line = commands.what_went_wrong(document)
     assert line == "run-003 FAILED: States.Timeout: " + "x" * 297 + "...: fix what the cause says, then run again"
 

@@ -87,6 +87,20 @@ def test_one_run_rotates_in_every_account_with_the_member_role_and_reports_the_o
     assert f"{payments}/ci-deployer: ROTATED" in body and f"{analytics}/ci-deployer: ROTATED" in body
 
 
+def test_the_emulator_counts_a_run_as_meant_only_when_the_account_without_the_member_stack_alone_failed_it(emulate):
+    from emulator.commands import _failed_as_the_fixture_means
+    from emulator.faults import about_user, failing
+
+    aws = emulate(THREE_MEMBERS)
+    assert aws.accounts_left_without_the_member_stack == {aws.member_accounts["sandbox"]}
+    assert _failed_as_the_fixture_means(aws, aws.scheduled_run())  # sandbox alone failed it
+
+    aws.advance(1)
+    with failing("iam", "list_access_keys", "ServiceFailure", when=about_user("fresh")):
+        run = aws.scheduled_run()  # sandbox, and a user of payments that could not be planned
+    assert run.status == "FAILED" and not _failed_as_the_fixture_means(aws, run)
+
+
 def test_a_first_rotation_creates_the_secret_in_the_member_account_under_its_own_key(emulate):
     first = {"name": "new-service", "tags": {"KeyRotation": "enabled"}, "keys": [{"ageDays": 85}]}  # no secret yet
     aws = emulate(organization(("payments", [first], True)))
@@ -241,14 +255,27 @@ def test_the_organization_demo_runs_offline_and_reports_the_account_without_the_
     exit_code = cli.main(["--account", "fixtures/demo-organization.json", "--days", "0,7", "--json"])
 
     document = json.loads(capsys.readouterr().out)
-    assert exit_code == 1 and document["invariantViolations"] == [] and document["leakedTexts"] == 0
+    assert exit_code == 0 and document["invariantViolations"] == [] and document["leakedTexts"] == 0
     payments, sandbox = (document["accountAfter"]["memberAccounts"][n] for n in ("payments", "sandbox"))
     assert [r["status"] for r in document["runs"]] == ["FAILED", "FAILED"]  # sandbox has no member stack
+    assert document["failedAsMeant"] == document["failedRuns"] == ["run-001", "run-002"]
     assert all(f"account(s) not reached: {sandbox['id']}" in r["cause"] for r in document["runs"])
     retired = document["runs"][1]["memberAccounts"]["payments"]["keys"]["ci-deployer"]
     assert sorted(retired["after"].values()) == ["Active", "Inactive"]  # day 7: the old key deactivated there
     assert {u["name"]: [k["status"] for k in u["keys"]] for u in sandbox["users"]} == {"experiments": ["Active"]}
     assert {u["name"]: len(u["keys"]) for u in payments["users"]} == {"ci-deployer": 2, "settlement-batch": 2}
+
+
+def test_a_run_of_an_organization_fixture_that_fails_for_another_reason_fails_the_command(tmp_path, capsys):
+    from emulator import cli
+
+    (tmp_path / "event.json").write_text(json.dumps({"accounts": ["999999999999"]}))  # outside TargetAccounts
+
+    exit_code = cli.main(["run", "--account", "fixtures/demo-organization.json", "--event", str(tmp_path / "event.json"), "--json"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert exit_code == 1 and document["failedRuns"] == ["run-001"] and document["failedAsMeant"] == []
+    assert document["runs"][0]["error"] == "InvalidInput" and "999999999999" in document["runs"][0]["cause"]
 
 
 def test_make_run_shows_the_organization_demo_after_the_single_account_one(root):
