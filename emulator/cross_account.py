@@ -15,8 +15,8 @@ Where moto differs from AWS, one line each (each with a test in tests/test_cross
   the process's keys, which GetCallerIdentity refuses;
 - ListAccounts in an account that is in no organization fails with AWSOrganizationsNotInUseException; moto lists
   no account;
-- a service-managed StackSet never deploys to the organization's management account; moto deploys to every account
-  below the OUs or root named, the management account included;
+- a service-managed StackSet never deploys to the organization's management account; moto deploys there too when
+  it is below the OUs or root named (moto also goes one OU level down only, and ignores AccountFilterType);
 - boto3's default session in a handler takes that invocation's keys: on AWS each function has its own process, here
   they share one, whose default session would keep the first keys it read.
 Trust policies as evaluated: Allow and Deny statements whose Action (or NotAction) covers sts:AssumeRole; Principal

@@ -328,8 +328,9 @@ class RotationModel(RuleBasedStateMachine):
         key deactivated or deleted by hand) and whom the run's report does not name, in every account the hub
         reaches (``account/user`` for a member account's)."""
         summary = _summary(run)
-        if summary is None or summary.get("error") or "users" in (run.input or {}):
-            return []  # skipped, failed as a whole (loudly: FAILED, the alarm), or restricted to the users it names
+        if summary is None or summary.get("error") or "users" in (run.input or {}) or not isinstance(summary.get("users"), list):
+            return []  # skipped, failed as a whole (loudly: FAILED, the alarm), restricted to the users it names, or
+            # a cause too long for the users (the execution history has them)
         hub = stack.ACCOUNT_ID
         named = {(u.get("account", hub), decisions.user_key(u["user"])) for u in summary.get("users", [])}
         parameters, prefix = self.aws.deployment.parameters, self.aws.secret_prefix

@@ -1,10 +1,11 @@
 """The organization roll-out of docs/organizations.md, run as written on the emulator. Every `aws` command of the
-section's shell blocks is read as the AWS CLI reads it (kebab-case of the API's members, shorthand `Key=Value,...`
-for structures, space-separated lists, `file://`) against botocore's service model: an option the API does not
-have fails here. The StackSet commands are then made through boto3 on moto: an instance in every member account
-(not in the management account: cross_account restores that), moto's CloudFormation creates the real
-member/template.yaml's resources there, and the hub's next run manages every account. The doc's example ids stand
-for the emulator's: 111111111111 for the hub's account, r-abcd for the organization's root.
+section (its shell blocks, command substitutions included, and the ones its prose names) is read as the AWS CLI
+reads it (tests/aws_cli_reader.py) against botocore's model of the service: an option the API lacks, a value it
+refuses or a required one left out fails here. The StackSet commands are then made through boto3 on moto: an
+instance in every member account (not in the management account: cross_account restores that), moto's
+CloudFormation creates the real member/template.yaml's resources there, and the hub's next run manages every
+account. The doc's example ids stand for the emulator's: 111111111111 for the hub's account, r-abcd for the
+organization's root.
 
 What moto cannot run is checked for what it says: the Organizations delegation policy allows exactly the actions
 the hub's planning role is given (moto has no put-resource-policy), `aws cloudformation deploy` (a CLI command, not
@@ -16,9 +17,9 @@ import json
 import re
 import shlex
 
+import aws_cli_reader
 import boto3
 import pytest
-from botocore.session import Session
 from samtranslator.yaml_helper import yaml_parse
 
 from emulator import cross_account, member_stack, stack
@@ -31,7 +32,8 @@ DOC_ROOT = "r-abcd"
 
 
 def rollout_commands() -> list[list[str]]:
-    """Each command of the roll-out section's ```sh blocks, as the shell splits it (continuation lines joined)."""
+    """Each command of the roll-out section's ```sh blocks, as the shell splits it (continuation lines joined, a
+    command substitution `$(...)` taken out as a command of its own)."""
     section = DOC.read_text().split("## Roll-out", 1)[1].split("\n## ", 1)[0]
     commands, pending = [], ""
     for block in re.findall(r"```sh\n(.*?)```", section, re.S):
@@ -42,6 +44,11 @@ def rollout_commands() -> list[list[str]]:
             except ValueError:  # a quoted value goes on over lines
                 continue
             pending = ""
+            while any(w.startswith("$(") for w in words):
+                at = next(i for i, w in enumerate(words) if w.startswith("$("))
+                end = next(i for i, w in enumerate(words[at:], at) if w.rstrip(";").endswith(")"))
+                commands.append([words[at][2:], *words[at + 1 : end], words[end].rstrip(";")[:-1]])
+                words = words[:at] + ["<substituted>"] + words[end + 1 :]
             while "&&" in words:
                 commands.append(words[: words.index("&&")])
                 words = words[words.index("&&") + 1 :]
@@ -50,70 +57,15 @@ def rollout_commands() -> list[list[str]]:
     return commands
 
 
+def inline_commands() -> list[list[str]]:
+    """The `aws ...` commands the roll-out section's prose names in backticks."""
+    section = DOC.read_text().split("## Roll-out", 1)[1].split("\n## ", 1)[0]
+    prose = re.sub(r"```.*?```", "", section, flags=re.S)
+    return [shlex.split(c) for c in re.findall(r"`(aws [^`]+)`", prose.replace("\n", " "))]
+
+
 def aws_call(argv: list[str]) -> tuple[str, str, dict]:
-    """(service, boto3 method, parameters) of an `aws <service> <command> --option value ...` line, read as the AWS
-    CLI reads it. Raises ValueError for an option the API does not have or a value the CLI would refuse."""
-    assert argv[0] == "aws", argv
-    service, command, options = argv[1], argv[2], argv[3:]
-    model = Session().get_service_model(service)
-    (operation,) = [o for o in model.operation_names if _cli_name(o) == command] or [None]
-    if operation is None:
-        raise ValueError(f"aws {service} has no command {command}")
-    members = model.operation_model(operation).input_shape.members
-    by_option = {"--" + _cli_name(name): (name, shape) for name, shape in members.items()}
-    parameters, i = {}, 0
-    while i < len(options):
-        if options[i] not in by_option:
-            raise ValueError(f"aws {service} {command} has no option {options[i]}")
-        name, shape = by_option[options[i]]
-        values = []
-        i += 1
-        while i < len(options) and not options[i].startswith("--"):
-            values.append(options[i])
-            i += 1
-        parameters[name] = _value(shape, values)
-    return service, _snake(operation), parameters
-
-
-def _cli_name(name: str) -> str:
-    return _snake(name).replace("_", "-")
-
-
-def _snake(name: str) -> str:
-    from botocore import xform_name
-
-    return xform_name(name)
-
-
-def _value(shape, values: list[str]):
-    if shape.type_name == "list":
-        return [_scalar(shape.member, v) if shape.member.type_name != "structure" else _shorthand(shape.member, v) for v in values]
-    (value,) = values
-    return _shorthand(shape, value) if shape.type_name == "structure" else _scalar(shape, value)
-
-
-def _shorthand(shape, text: str) -> dict:
-    """`Key=Value,Key=Value` for a structure; a list member takes one value (all the commands here need)."""
-    found = {}
-    for pair in text.split(","):
-        key, value = pair.split("=", 1)
-        if key not in shape.members:
-            raise ValueError(f"{shape.name} has no member {key}")
-        member = shape.members[key]
-        found[key] = [_scalar(member.member, value)] if member.type_name == "list" else _scalar(member, value)
-    return found
-
-
-def _scalar(shape, text: str):
-    if text.startswith("file://"):
-        return (ROOT / text[len("file://"):]).read_text()
-    if shape.type_name == "boolean":
-        if text not in ("true", "false"):
-            raise ValueError(f"{shape.name} is true or false, not {text!r}")
-        return text == "true"
-    if shape.enum and text not in shape.enum:
-        raise ValueError(f"{shape.name} is one of {', '.join(shape.enum)}, not {text!r}")
-    return text
+    return aws_cli_reader.aws_call(argv, files=ROOT)
 
 
 def _in_the_emulator(argv: list[str], root_id: str) -> list[str]:
@@ -132,14 +84,23 @@ def by_command(*names):
 def test_the_command_reader_follows_the_cli_and_refuses_what_it_would():
     service, method, parameters = aws_call(shlex.split(
         "aws cloudformation create-stack-instances --stack-set-name s --regions us-east-1 eu-west-1 "
-        "--deployment-targets OrganizationalUnitIds=ou-1,Accounts=123,AccountFilterType=INTERSECTION"))
+        "--deployment-targets OrganizationalUnitIds=ou-1,ou-2,Accounts=123,AccountFilterType=INTERSECTION "
+        "--operation-preferences MaxConcurrentCount=10 --output json --no-cli-pager"))
     assert (service, method) == ("cloudformation", "create_stack_instances")
     assert parameters == {"StackSetName": "s", "Regions": ["us-east-1", "eu-west-1"], "DeploymentTargets": {
-        "OrganizationalUnitIds": ["ou-1"], "Accounts": ["123"], "AccountFilterType": "INTERSECTION"}}
-    for wrong in ("aws cloudformation create-stack-set --stack-set-nme s",
-                  "aws cloudformation create-stack-set --stack-set-name s --permission-model SELF",
+        "OrganizationalUnitIds": ["ou-1", "ou-2"], "Accounts": ["123"], "AccountFilterType": "INTERSECTION"},
+        "OperationPreferences": {"MaxConcurrentCount": 10}}
+    assert aws_call(shlex.split("aws cloudformation delete-stack-instances --stack-set-name s --regions us-east-1 "
+                                "--accounts 1 --no-retain-stacks"))[2]["RetainStacks"] is False
+    assert aws_call(shlex.split("aws cloudformation create-stack-set --stack-set-name s "
+                                "--auto-deployment Enabled=True,RetainStacksOnAccountRemoval=false"))[2]["AutoDeployment"] == {
+        "Enabled": True, "RetainStacksOnAccountRemoval": False}
+    for wrong in ("aws cloudformation create-stack-set --stack-set-nme s",  # no such option
+                  "aws cloudformation create-stack-set --stack-set-name s --permission-model SELF",  # not in the enum
                   "aws cloudformation create-stack-set --stack-set-name s --auto-deployment Enabled=yes",
-                  "aws cloudformation create-stack-sets --stack-set-name s"):
+                  "aws cloudformation create-stack-sets --stack-set-name s",  # no such command
+                  "aws organizations put-resource-policy",  # --content is required
+                  "aws cloudformation delete-stack-instances --stack-set-name s --regions r --retain-stacks true"):  # a flag
         with pytest.raises(ValueError):
             aws_call(shlex.split(wrong))
 
@@ -188,8 +149,10 @@ def test_the_delegation_policy_allows_exactly_what_the_hubs_planning_role_may_do
     policy = json.loads(argv[argv.index("--content") + 1])
     (statement,) = policy["Statement"]
     hub = yaml_parse((ROOT / "template.yaml").read_text())
-    granted = set(re.findall(r'"(organizations:\w+)"', json.dumps(hub["Resources"])))  # the planning role's, if any
-    assert granted
+    (planning,) = [r for r in hub["Resources"].values() if "FindTheOrganizationsAccounts" in json.dumps(r)]
+    granted = set(re.findall(r'"(organizations:\w+)"', json.dumps(planning)))
+    assert planning["Type"] == "AWS::IAM::Role" and granted
+    assert set(re.findall(r'"(organizations:\w+)"', json.dumps(hub["Resources"]))) == granted  # no other role has any
     assert statement["Effect"] == "Allow" and statement["Principal"] == {"AWS": f"arn:aws:iam::{DOC_HUB}:root"}
     assert set(statement["Action"]) == granted
 
@@ -197,9 +160,11 @@ def test_the_delegation_policy_allows_exactly_what_the_hubs_planning_role_may_do
 def test_every_command_of_the_rollout_is_one_its_tool_has_with_options_it_takes():
     commands = rollout_commands()
     aws = [c for c in commands if c[0] == "aws" and c[1:3] != ["cloudformation", "deploy"]]  # deploy: a CLI command
-    assert len(aws) >= 4
-    for argv in aws:
-        aws_call(argv)
+    assert ["aws", "secretsmanager", "list-secrets"] in [c[:3] for c in aws] and len(aws) >= 5
+    named = inline_commands()  # start-execution, describe-resource-policy, activate-organizations-access
+    assert len(named) >= 3
+    for argv in aws + named:
+        aws_call([a.replace("<StateMachineArn>", "arn:aws:states:us-east-1:111111111111:stateMachine:x") for a in argv])
     (deploy,) = [c for c in commands if c[:2] == ["sam", "deploy"]]
     given = deploy[deploy.index("--parameter-overrides") + 1:]
     overrides = dict(a.split("=", 1) for a in itertools.takewhile(lambda a: not a.startswith("--"), given))
