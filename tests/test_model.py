@@ -127,6 +127,17 @@ def test_a_person_at_work_in_a_member_account_and_every_kind_of_run_keep_every_c
     assert len(runs) == 8 and {r.status for r in runs} == {"SUCCEEDED", "FAILED"}
 
 
+def test_found_by_make_soak_a_hub_account_that_cannot_be_read_fails_the_run_and_is_named():
+    # The hub's own account is the organization's management account: a lasting ListSecrets failure there was only
+    # listed, not failing the run, and its user's secret deleted by hand went unreported.
+    organization_story(
+        ("a_person_changes_the_account", ["delete_a_secret", "123456789012", "iam-key-rotation/app", True]),
+        ("scheduled_run", [0]),
+        ("a_person_changes_the_account", ["delete_a_key", "123456789012", "app", FIRST]),
+        ("run_with_a_failing_call", [("secretsmanager", "list_secrets", "InternalServiceError", False), True, 0]),
+    )
+
+
 def test_the_organization_model_catches_a_run_silent_about_a_member_accounts_broken_secret():
     def overwritten_in_the_member_then_a_run():
         return organization_story(

@@ -87,6 +87,34 @@ def test_one_run_rotates_in_every_account_with_the_member_role_and_reports_the_o
     assert f"{payments}/ci-deployer: ROTATED" in body and f"{analytics}/ci-deployer: ROTATED" in body
 
 
+def test_the_management_account_without_its_member_stack_is_listed_and_does_not_fail_the_run(emulate):
+    fixture = organization(("payments", [user("ci-deployer", 85)], True))
+    aws = emulate({**fixture, "organization": {**fixture["organization"], "hubMemberStack": False}})
+
+    run = aws.scheduled_run()
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert outcomes(run) == {(aws.member_accounts["payments"], "ci-deployer"): "rotated"}  # not the hub's own user
+    (team,) = [e for e in run.emails if e.destinations == ["team@example.com"]]
+    assert f"account {HUB}: SKIPPED" in team.body and "management account has no member roles" in team.body
+
+
+def test_the_management_account_with_its_member_stack_fails_the_run_when_it_cannot_be_read(emulate):
+    # Found by make soak: the hub's own account (the management account) was only listed, so its users went
+    # unmanaged while the run's cause named the other accounts alone.
+    from emulator.faults import failing
+
+    aws = emulate(organization(("payments", [user("ci-deployer", 85)], True)))
+    payments = aws.member_accounts["payments"]
+
+    with failing("secretsmanager", "list_secrets", "InternalServiceError", runs_only=True):
+        run = aws.scheduled_run()
+
+    assert (run.status, run.error) == ("FAILED", "RotationFailed")
+    assert run.cause.startswith("2 account(s) not reached: ")
+    assert f"{HUB} (its users and secrets could not be read" in run.cause and f"{payments} (" in run.cause
+
+
 def test_the_emulator_counts_a_run_as_meant_only_when_the_account_without_the_member_stack_alone_failed_it(emulate):
     from emulator.commands import _failed_as_the_fixture_means
     from emulator.faults import about_user, failing

@@ -59,7 +59,7 @@ class AccountProblem(TypedDict):
 
     account: str
     reason: str  # why, and the fix
-    failsRun: bool  # False only for a SUSPENDED account found in an OU or the organization
+    failsRun: bool  # False only for one found in an OU or the organization: SUSPENDED, or the management account without its member role
 
 
 class RunPlan(TypedDict):

@@ -86,8 +86,9 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
     name = event["executionName"]
 
     def read(account: targets.Account):
+        """(account, its users, None), or (account, why it could not be managed, AWS's error code)."""
         if account.status != targets.ACTIVE:
-            return account, targets.unreachable_reason(account, "", "", settings.member_role_name, settings.account_id)
+            return account, targets.unreachable_reason(account, "", "", settings.member_role_name, settings.account_id), ""
         try:
             role = settings.member_role(account.id)  # what the state machine's Tasks will act as
             iam, secretsmanager = (
@@ -95,10 +96,10 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
             )
             secrets = reading.workflow_secrets(secretsmanager, settings.secret_name_prefix)
             if request.users:
-                return account, _requested_users(iam, settings, request.users, secrets, account.id, role)
-            return account, _every_user_to_plan(iam, settings, secrets, account.id, role)
+                return account, _requested_users(iam, settings, request.users, secrets, account.id, role), None
+            return account, _every_user_to_plan(iam, settings, secrets, account.id, role), None
         except reading.AccountUnreachable as error:
-            return account, error.reason(settings)
+            return account, error.reason(settings, account), error.code
         except reading.READ_ERRORS as error:
             if not settings.many_accounts:
                 raise  # this account only: the run fails, as it always did
@@ -106,13 +107,14 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
                 f"its users and secrets could not be read as role {settings.member_role_name}{targets.READER_SUFFIX} ({reading.error_text(error)}), "
                 "so nothing was changed in it: check that the member stack there is member/template.yaml with the "
                 "hub's UserPath and SecretNamePrefix; the next run tries again"
-            )
+            ), reading.error_parts(error)[0]
 
     users, unreachable, user_problems = [], [], []
     with ThreadPoolExecutor(max(1, min(settings.parallel_batches, len(accounts) or 1))) as pool:
-        for account, read_users in pool.map(read, accounts):
-            if isinstance(read_users, str):
-                unreachable.append(AccountProblem(account=account.id, reason=read_users, failsRun=targets.fails_the_run(account)))
+        for account, read_users, error_code in pool.map(read, accounts):
+            if error_code is not None:
+                failing = targets.fails_the_run(account, error_code)
+                unreachable.append(AccountProblem(account=account.id, reason=read_users, failsRun=failing))
             elif request.users:
                 users += read_users[0]
                 user_problems += read_users[1]

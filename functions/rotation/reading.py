@@ -59,11 +59,12 @@ class AccountUnreachable(Exception):
         super().__init__(f"{account}: {code}: {message}")
         self.account, self.code, self.message = account, code, message
 
-    def reason(self, settings: Settings) -> str:
-        """Why the account could not be managed, and the fix (targets.unreachable_reason)."""
+    def reason(self, settings: Settings, account: targets.Account | None = None) -> str:
+        """Why the account could not be managed, and the fix (targets.unreachable_reason); ``account`` as the run's
+        scope has it (the management account gets its own advice)."""
         return targets.unreachable_reason(
-            targets.Account(self.account), self.code, self.message, settings.member_role_name, settings.account_id,
-            own_roles=not settings.many_accounts,
+            account or targets.Account(self.account), self.code, self.message, settings.member_role_name,
+            settings.account_id, own_roles=not settings.many_accounts,
         )
 
 
