@@ -55,6 +55,15 @@ def test_a_failure_is_never_kept(tmp_path):
     assert echo(template, status=1) == (1, "broken", 2)
 
 
+def test_an_answer_the_test_does_not_expect_is_never_kept(tmp_path):
+    template = tmp_path / "template.yaml"
+    template.write_text("unexpected")
+    for runs in (1, 2):
+        result = tool_cache.run([sys.executable, "-c", ECHO, str(template), "0"], inputs=[template], cwd=tmp_path,
+                                timeout=60, keep=lambda r: r.stdout.strip() == "expected")
+        assert (result.stdout.strip(), int((tmp_path / "runs").read_text())) == ("unexpected", runs)
+
+
 def test_tool_cache_off_runs_the_tool_every_time(tmp_path, monkeypatch, cache):
     monkeypatch.setenv("TOOL_CACHE", "off")
     template = tmp_path / "template.yaml"

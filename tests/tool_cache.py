@@ -13,7 +13,7 @@ The key is a SHA-256 of everything that can change a tool's answer:
   the working directory; the environment variables the tool reads (its own prefixes, given by the caller).
 
 A tool that exits non-zero is never cached: its failure is run again, the real tool, until it is fixed; only a
-clean answer is kept. On a hit the test gets the tool's exit code, stdout and stderr (or, for `sam build`, the
+clean answer is kept (for a process that exits 0 whatever it finds, only the answer its test expects). On a hit the test gets the tool's exit code, stdout and stderr (or, for `sam build`, the
 build directory) exactly as the tool gave them for these inputs, and runs all its assertions on them, so a
 change to any input misses and is checked by the real tool. What the key cannot see: a package edited in place
 inside a virtualenv (not through pip), and a tool that reads the network (none does: checkov runs with
@@ -147,15 +147,16 @@ def key(command: list[str], *, inputs: Iterable[Path], cwd: Path, outputs: dict[
 
 
 def run(command: list[str], *, inputs: Iterable[Path], cwd: Path = ROOT, timeout: float,
-        env_prefixes: Iterable[str] = ()) -> subprocess.CompletedProcess:
+        env_prefixes: Iterable[str] = (), keep=None) -> subprocess.CompletedProcess:
     """``subprocess.run(command, cwd=cwd, capture_output=True, text=True)``, or what it returned for the same
-    key before (exit code 0 only)."""
+    key before: only an exit code 0, and only an answer ``keep(result)`` accepts when given (what the test
+    expects: a process that exits 0 whatever it found must not keep a wrong verdict)."""
     entry = CACHE / (key(command, inputs=inputs, cwd=cwd, env_prefixes=env_prefixes) + ".json")
     if enabled() and entry.is_file():
         saved = json.loads(entry.read_text())
         return subprocess.CompletedProcess(command, saved["returncode"], saved["stdout"], saved["stderr"])
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if enabled() and result.returncode == 0:
+    if enabled() and result.returncode == 0 and (keep is None or keep(result)):
         _write_atomically(entry, json.dumps({"returncode": 0, "stdout": result.stdout, "stderr": result.stderr}))
     return result
 
