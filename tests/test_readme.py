@@ -41,4 +41,6 @@ def test_the_summary_for_the_serverless_application_repository_gives_the_templat
     summary, defaults = documented_parameters(SUMMARY_TABLE), template_defaults()
 
     assert summary and {name: defaults.get(name) for name in summary} == summary
-    assert f"[operating]({FULL_TABLE.removeprefix('docs/')}#parameters)" in (stack.ROOT / SUMMARY_TABLE).read_text()
+    metadata = yaml_parse((stack.ROOT / "template.yaml").read_text())["Metadata"]["AWS::ServerlessRepo::Application"]
+    home = metadata["HomePageUrl"]  # the SAR page links the repository's pages in full
+    assert f"[operating]({home}/blob/main/{FULL_TABLE}#parameters)" in (stack.ROOT / SUMMARY_TABLE).read_text()
