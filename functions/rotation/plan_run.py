@@ -86,9 +86,10 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
     name = event["executionName"]
 
     def read(account: targets.Account):
-        """(account, its users, None), or (account, why it could not be managed, AWS's error code)."""
+        """(account, its users, None), or (account, why it could not be managed, whether its member role was missing
+        or refused the hub: AssumeRole's AccessDenied)."""
         if account.status != targets.ACTIVE:
-            return account, targets.unreachable_reason(account, "", "", settings.member_role_name, settings.account_id), ""
+            return account, targets.unreachable_reason(account, "", "", settings.member_role_name, settings.account_id), False
         try:
             role = settings.member_role(account.id)  # what the state machine's Tasks will act as
             iam, secretsmanager = (
@@ -99,7 +100,7 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
                 return account, _requested_users(iam, settings, request.users, secrets, account.id, role), None
             return account, _every_user_to_plan(iam, settings, secrets, account.id, role), None
         except reading.AccountUnreachable as error:
-            return account, error.reason(settings, account), error.code
+            return account, error.reason(settings, account), error.code in targets.DENIED
         except reading.READ_ERRORS as error:
             if not settings.many_accounts:
                 raise  # this account only: the run fails, as it always did
@@ -107,13 +108,13 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
                 f"its users and secrets could not be read as role {settings.member_role_name}{targets.READER_SUFFIX} ({reading.error_text(error)}), "
                 "so nothing was changed in it: check that the member stack there is member/template.yaml with the "
                 "hub's UserPath and SecretNamePrefix; the next run tries again"
-            ), reading.error_parts(error)[0]
+            ), False  # its role let the hub in: the member stack is there
 
     users, unreachable, user_problems = [], [], []
     with ThreadPoolExecutor(max(1, min(settings.parallel_batches, len(accounts) or 1))) as pool:
-        for account, read_users, error_code in pool.map(read, accounts):
-            if error_code is not None:
-                failing = targets.fails_the_run(account, error_code)
+        for account, read_users, role_missing in pool.map(read, accounts):
+            if role_missing is not None:
+                failing = targets.fails_the_run(account, role_missing)
                 unreachable.append(AccountProblem(account=account.id, reason=read_users, failsRun=failing))
             elif request.users:
                 users += read_users[0]

@@ -171,14 +171,15 @@ def unreachable_reason(
 DENIED = {"AccessDenied", "AccessDeniedException"}
 
 
-def fails_the_run(account: Account, error_code: str) -> bool:
-    """Whether an account that could not be managed (``error_code``: what AWS answered) fails the run (the alarm
-    fires). A listed account always does. Found in an OU or the organization, a SUSPENDED account (a closed account
-    stays listed for 90 days) is only reported, and so is the management account whose member role is missing (no
-    StackSet deploys there): they must not page anyone every day. Any other failure in the management account (its
-    member stack deployed by hand, then a read refused or throttled) fails the run like any account's."""
+def fails_the_run(account: Account, member_role_missing: bool) -> bool:
+    """Whether an account that could not be managed fails the run (the alarm fires); ``member_role_missing``: the
+    hub's AssumeRole was refused (AccessDenied: no member stack, or one that does not trust the hub). A listed
+    account always does. Found in an OU or the organization, a SUSPENDED account (a closed account stays listed for
+    90 days) is only reported, and so is the management account without its member role (no StackSet deploys
+    there): they must not page anyone every day. Any other failure in the management account (its member stack
+    deployed by hand, then a read refused or throttled) fails the run like any account's."""
     if account.listed:
         return True
     if account.status != ACTIVE:
         return False
-    return not (account.management and error_code in DENIED)
+    return not (account.management and member_role_missing)
