@@ -124,3 +124,22 @@ def test_sessions_and_clients_made_under_the_patches_register_the_same_handlers_
                 boto3.Session().events.register("before-call.s3", without_kwargs)
     assert patched == plain and again == plain
     assert len(plain[0]) > 50 and len(plain[1]) > 50
+
+
+def test_moto_finds_every_request_s_handler_in_the_same_url_table_built_once():
+    from moto.iam.models import iam_backends
+    from moto.s3.models import s3_backends
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    backends = [s3_backends["123456789012"]["aws"], iam_backends["123456789012"]["global"],
+                secretsmanager_backends["123456789012"]["us-east-1"]]
+    plain = [b.urls for b in backends]
+    with speed.faster_emulation():
+        built_once = [b.urls for b in backends]
+        again = [b.urls for b in backends]
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("MOTO_S3_CUSTOM_ENDPOINTS", "https://s3.internal.example")  # a setting the table reads
+            custom = backends[0].urls
+
+    assert built_once == plain and again == plain and all(plain)
+    assert any("s3.internal.example" in url for url in custom) and not any("s3.internal.example" in url for url in plain[0])
