@@ -44,11 +44,9 @@ EXPLORED = Explored()
 
 
 def _summary(run: Run) -> dict | None:
-    if run.output is not None:
-        return None if run.output.get("skipped") else run.output
-    if run.cause and "Summary: " in run.cause:
-        return json.loads(run.cause.split("Summary: ", 1)[1])
-    return None
+    """The run's summary, unless it stood aside for a run already running (single flight)."""
+    summary = run.summary
+    return None if summary is None or summary.get("skipped") else summary
 
 
 # Where run A of two_runs_at_once waits: the first state after every user was planned and the actions queued.
@@ -247,11 +245,10 @@ class RotationModel(RuleBasedStateMachine):
             # a cause too long for the users (the execution history has them)
         hub = stack.ACCOUNT_ID
         named = {(u.get("account", hub), decisions.user_key(u["user"])) for u in summary.get("users", [])}
-        unreached = json.loads(run.records.get(f"runs/{run.name}/accounts.json", "[]"))
         parameters, prefix = self.aws.deployment.parameters, self.aws.secret_prefix
         broken = []
         for account_id in self._reached_accounts():
-            if any(a["account"] == account_id and a["failsRun"] for a in unreached):
+            if any(a["account"] == account_id and a["failsRun"] for a in run.unreachable_accounts):
                 continue  # named as a whole ("account(s) not reached", the run FAILED): it could not be read
             before = run.accounts[account_id]
             users = account.users_in_scope(parameters["UserPath"], parameters["UserTagKey"], parameters["UserTagValue"], account_id)

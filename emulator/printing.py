@@ -6,7 +6,7 @@ It prints what emulator.snapshot read, so the report and --json show the same ac
 
 from __future__ import annotations
 
-import json
+import contextlib
 import sys
 from pathlib import Path
 
@@ -85,7 +85,9 @@ def print_run(aws: Emulator, run: Run, title: str) -> None:
     print(f"\n{'=' * 100}\n{title} at {run.time}: {run.name} {run.status}, {states} states entered")
     if run.status != "SUCCEEDED":
         print(f"  error: {run.error}\n  cause: {run.cause}")
-    summary = run.output or _summary_from_cause(run.cause)
+    summary = None
+    with contextlib.suppress(ValueError):  # a cause that only looks like it ends with a summary
+        summary = run.summary
     if isinstance(summary, dict) and "users" in summary:
         for entry in summary["users"]:  # across accounts, each user with its account
             print("\n".join("  " + line for line in report.user_paragraph(entry)))
@@ -112,15 +114,6 @@ def print_run(aws: Emulator, run: Run, title: str) -> None:
             print(f"    | {line}".rstrip())
     if not run.emails:
         print("  No email: nothing changed, blocked, needed attention or failed.")
-
-
-def _summary_from_cause(cause: str | None) -> dict | None:
-    if cause and "Summary: " in cause:
-        try:
-            return json.loads(cause.split("Summary: ", 1)[1])
-        except ValueError:
-            return None
-    return None
 
 
 def print_timeline(run: Run) -> None:

@@ -78,6 +78,20 @@ class Run:
     def mismatched_values(self) -> list[str]:
         return self.accounts[stack.ACCOUNT_ID].mismatched_values
 
+    @property
+    def summary(self) -> dict | None:
+        """The run's summary: its output, or after a failure the JSON its cause ends with (None when neither)."""
+        if self.output is not None:
+            return self.output
+        if self.cause and "Summary: " in self.cause:
+            return json.loads(self.cause.split("Summary: ", 1)[1])
+        return None
+
+    @property
+    def unreachable_accounts(self) -> list[dict]:
+        """The accounts the run could not manage, as it recorded them in the run bucket: account, reason, failsRun."""
+        return json.loads(self.records.get(f"runs/{self.name}/accounts.json", "[]"))
+
     def histories(self) -> list[list[dict]]:
         """The run's own history and each child execution's."""
         return [self.events] + [child.events for child in self.children]
