@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 
 from emulator import account, cross_account, stack
-from test_rotation_workflow import emulate  # noqa: F401  a fixture: every run checked for the invariants and leaks
+from test_rotation_workflow import emulate, summary  # noqa: F401  emulate, a fixture: every run checked for the invariants and leaks
 
 START = "2026-01-05T06:00:00Z"
 HUB = stack.ACCOUNT_ID
@@ -49,11 +49,6 @@ THREE_MEMBERS = organization(
 
 def keys(user_name, account_id):
     return {k.id: k.status for k in account.keys_of(user_name, account_id)}
-
-
-def summary(run) -> dict:
-    """The run's summary: its output, or after a failure the JSON its cause ends with."""
-    return run.output or json.loads(run.cause.split(" Summary: ", 1)[1])
 
 
 def outcomes(run):
