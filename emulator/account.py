@@ -30,7 +30,7 @@ from .stack import ACCOUNT_ID, REGION
 from .stack import client as _hub_client
 
 
-def _client(service: str, account_id: str = ACCOUNT_ID):
+def client_in(service: str, account_id: str = ACCOUNT_ID):
     """The emulator's own client in an account: the hub's (the default account), or a member's, as its
     OrganizationAccountAccessRole."""
     return _hub_client(service) if account_id == ACCOUNT_ID else cross_account.client_in(account_id, service)
@@ -60,22 +60,22 @@ def use_key(key_id: str, when: datetime, service: str = "s3", region: str = "us-
 
 
 def store_key_as_workflow_does(user: str, secret_name: str, key_id: str, secret_access_key: str, account_id: str = ACCOUNT_ID) -> None:
-    sm = _client("secretsmanager", account_id)
+    sm = client_in("secretsmanager", account_id)
     value = json.dumps({"Version": 1, "UserName": user, "AccessKeyId": key_id, "SecretAccessKey": secret_access_key})
     token = decisions.key_version_id(key_id)
     try:
         sm.put_secret_value(SecretId=secret_name, ClientRequestToken=token, SecretString=value)
     except sm.exceptions.ResourceNotFoundException:
         sm.create_secret(Name=secret_name, ClientRequestToken=token, SecretString=value)
-    _client("iam", account_id).tag_user(UserName=user, Tags=[{"Key": decisions.SECRET_TAG, "Value": secret_name}])
+    client_in("iam", account_id).tag_user(UserName=user, Tags=[{"Key": decisions.SECRET_TAG, "Value": secret_name}])
 
 
 def seed(fixture: dict, now: datetime, secret_name_prefix: str, account_id: str = ACCOUNT_ID) -> dict[str, datetime]:
     """Create the fixture's account (or a member account's users). Returns the keys a consumer keeps using
     (``usedUntilDay``): key id -> until."""
     consumers = {}
-    iam = _client("iam", account_id)
-    ses = _client("ses", account_id)
+    iam = client_in("iam", account_id)
+    ses = client_in("ses", account_id)
     for address in fixture.get("verifiedEmails", []):
         ses.verify_email_identity(EmailAddress=address)
     for user in fixture.get("users", []):
@@ -131,13 +131,13 @@ def keys_of(user: str, account_id: str = ACCOUNT_ID) -> list[KeyState]:
 
 
 def tags_of(user: str, account_id: str = ACCOUNT_ID) -> dict[str, str]:
-    iam = _client("iam", account_id)
+    iam = client_in("iam", account_id)
     return {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=user)["Tags"]}
 
 
 def secret_versions(secret_name: str, account_id: str = ACCOUNT_ID) -> list[SecretVersion]:
     """The secret's versions that carry a stage, newest stage first; [] when the secret does not exist."""
-    sm = _client("secretsmanager", account_id)
+    sm = client_in("secretsmanager", account_id)
     try:
         described = sm.describe_secret(SecretId=secret_name)
     except sm.exceptions.ResourceNotFoundException:
@@ -153,7 +153,7 @@ def secret_versions(secret_name: str, account_id: str = ACCOUNT_ID) -> list[Secr
 
 def secret_value(secret_name: str, stage: str = "AWSCURRENT", account_id: str = ACCOUNT_ID) -> dict:
     """Test harness only: the stored credentials, to check they match the version that names them."""
-    sm = _client("secretsmanager", account_id)
+    sm = client_in("secretsmanager", account_id)
     return json.loads(sm.get_secret_value(SecretId=secret_name, VersionStage=stage)["SecretString"])
 
 

@@ -18,12 +18,11 @@ import json
 import threading
 from collections import Counter
 
-import boto3
 import decisions
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from . import account, cross_account, stack
+from . import account, stack
 from .faults import failing, in_state
 from .model_draws import DAYS, EDITS, FAULTS, RUNS, SCOPE_TAG, accounts, organizations
 from .runner import Emulator, Run
@@ -281,9 +280,7 @@ class RotationModel(RuleBasedStateMachine):
         return {"users": users}
 
     def _client(self, service: str):
-        if self.where == stack.ACCOUNT_ID:
-            return boto3.client(service)
-        return cross_account.client_in(self.where, service)
+        return account.client_in(service, self.where)
 
     def _users(self) -> list[str]:
         return sorted(account.account_keys(self.where))
