@@ -244,13 +244,13 @@ class RotationModel(RuleBasedStateMachine):
             # a cause too long for the users (the execution history has them)
         hub = stack.ACCOUNT_ID
         named = {(u.get("account", hub), decisions.user_key(u["user"])) for u in summary.get("users", [])}
-        parameters, prefix = self.aws.deployment.parameters, self.aws.secret_prefix
+        prefix = self.aws.secret_prefix
         broken = []
         for account_id in self._reached_accounts():
             if any(a["account"] == account_id and a["failsRun"] for a in run.unreachable_accounts):
                 continue  # named as a whole ("account(s) not reached", the run FAILED): it could not be read
             before = run.accounts[account_id]
-            users = account.users_in_scope(parameters["UserPath"], parameters["UserTagKey"], parameters["UserTagValue"], account_id)
+            users = self.aws.managed_users(account_id)
             secrets = {decisions.user_key(n[len(prefix):]): s for n, s in before.secrets_before.items()}
             for user, tags in users.items():
                 secret = secrets.get(decisions.user_key(user))

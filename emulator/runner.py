@@ -308,11 +308,10 @@ class Emulator:
         """Every IAM user of the account now, by IAM's spelling, with its keys' statuses."""
         return account.account_keys()
 
-    def managed_users(self) -> dict[str, dict[str, str]]:
-        """The users the stack manages now (under UserPath, with the scope tag), with their tags."""
-        return account.users_in_scope(
-            self.deployment.parameters["UserPath"], self.deployment.parameters["UserTagKey"], self.deployment.parameters["UserTagValue"]
-        )
+    def managed_users(self, account_id: str = stack.ACCOUNT_ID) -> dict[str, dict[str, str]]:
+        """The users the stack manages now in an account (under UserPath, with the scope tag), with their tags."""
+        parameters = self.deployment.parameters
+        return account.users_in_scope(parameters["UserPath"], parameters["UserTagKey"], parameters["UserTagValue"], account_id)
 
     def workflow_secrets(self) -> dict[str, account.SecretState]:
         """Every secret under the stack's prefix now, by name."""
