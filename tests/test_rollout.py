@@ -72,6 +72,12 @@ def _in_the_emulator(argv: list[str], root_id: str) -> list[str]:
     return [a.replace(DOC_HUB, stack.ACCOUNT_ID).replace(DOC_ROOT, root_id) for a in argv]
 
 
+def parameter_overrides(argv: list[str]) -> dict[str, str]:
+    """The `Key=Value` words after --parameter-overrides (sam deploy, aws cloudformation deploy), up to the next option."""
+    given = argv[argv.index("--parameter-overrides") + 1 :]
+    return dict(a.split("=", 1) for a in itertools.takewhile(lambda a: not a.startswith("--"), given))
+
+
 def by_command(*names):
     found = [c for c in rollout_commands() if c[:3] in [n.split() for n in names]]
     assert found, f"the roll-out no longer shows {names}"
@@ -135,8 +141,7 @@ def test_the_stackset_commands_put_the_member_stack_in_every_member_account_and_
 
 def test_the_member_stack_by_hand_names_the_member_template_and_its_parameters():
     (argv,) = by_command("aws cloudformation deploy")  # a CLI command (a change set), not an API: read, not made
-    given = argv[argv.index("--parameter-overrides") + 1:]
-    overrides = dict(a.split("=", 1) for a in itertools.takewhile(lambda a: not a.startswith("--"), given))
+    overrides = parameter_overrides(argv)
     assert argv[argv.index("--template-file") + 1] == "member/template.yaml"
     assert argv[argv.index("--capabilities") + 1] == "CAPABILITY_NAMED_IAM"  # its roles have names
     assert set(overrides) <= set(member_stack.template()["Parameters"])
@@ -166,6 +171,5 @@ def test_every_command_of_the_rollout_is_one_its_tool_has_with_options_it_takes(
     for argv in aws + named:
         aws_call([a.replace("<StateMachineArn>", "arn:aws:states:us-east-1:111111111111:stateMachine:x") for a in argv])
     (deploy,) = [c for c in commands if c[:2] == ["sam", "deploy"]]
-    given = deploy[deploy.index("--parameter-overrides") + 1:]
-    overrides = dict(a.split("=", 1) for a in itertools.takewhile(lambda a: not a.startswith("--"), given))
+    overrides = parameter_overrides(deploy)
     assert set(overrides) <= set(yaml_parse((ROOT / "template.yaml").read_text())["Parameters"]), overrides
