@@ -31,10 +31,14 @@ DOC_HUB = "111111111111"
 DOC_ROOT = "r-abcd"
 
 
+def rollout_section() -> str:
+    return DOC.read_text().split("## Roll-out", 1)[1].split("\n## ", 1)[0]
+
+
 def rollout_commands() -> list[list[str]]:
     """Each command of the roll-out section's ```sh blocks, as the shell splits it (continuation lines joined, a
     command substitution `$(...)` taken out as a command of its own)."""
-    section = DOC.read_text().split("## Roll-out", 1)[1].split("\n## ", 1)[0]
+    section = rollout_section()
     commands, pending = [], ""
     for block in re.findall(r"```sh\n(.*?)```", section, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -59,7 +63,7 @@ def rollout_commands() -> list[list[str]]:
 
 def inline_commands() -> list[list[str]]:
     """The `aws ...` commands the roll-out section's prose names in backticks."""
-    section = DOC.read_text().split("## Roll-out", 1)[1].split("\n## ", 1)[0]
+    section = rollout_section()
     prose = re.sub(r"```.*?```", "", section, flags=re.S)
     return [shlex.split(c) for c in re.findall(r"`(aws [^`]+)`", prose.replace("\n", " "))]
 
