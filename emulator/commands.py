@@ -147,10 +147,9 @@ def _failed_as_the_fixture_means(aws: Emulator, run: Run) -> bool:
     """Whether ``run`` FAILED only because it could not reach the member accounts the fixture deploys no member
     stack to (the organization demo shows that on purpose): those accounts and no others failed it, and no user
     failed or kept a key in use past its age. Any other failure, there too, is a failed run."""
-    without = aws.accounts_left_without_the_member_stack
-    if not without or run.status != "FAILED" or run.error != "RotationFailed" or run.summary is None:
+    without, summary = aws.accounts_left_without_the_member_stack, run.summary
+    if not without or run.status != "FAILED" or run.error != "RotationFailed" or summary is None:
         return False
-    summary = run.summary
     failing = {a["account"] for a in run.unreachable_accounts if a["failsRun"]}
     return failing == without and not summary.get("error") and not summary.get("failed") and not summary.get("overdue")
 
