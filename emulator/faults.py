@@ -247,16 +247,19 @@ def sdk_backoff_recorded():
     (seconds, in order) in the yielded list and do not sleep. Standard-mode retries (the Lambda
     functions' clients) are recorded by faithful_moto in ``Recorder.sdk_retry_delays``; the state machine's own clients
     make one attempt."""
-    import botocore.retryhandler
+    from botocore.retryhandler import RetryHandler
 
     delays: list[float] = []
-    delay = botocore.retryhandler.delay_exponential
+    decide = RetryHandler.__call__
 
-    def recorded(base, growth_factor, attempts):
-        delays.append(delay(base, growth_factor, attempts))
+    def recorded(handler, *args, **kwargs):  # the handler, not the delay function a client keeps from its making
+        delay = decide(handler, *args, **kwargs)
+        if delay is None:  # no retry
+            return None
+        delays.append(delay)
         return 0
 
-    with mock.patch.object(botocore.retryhandler, "delay_exponential", recorded):
+    with mock.patch.object(RetryHandler, "__call__", recorded):
         yield delays
 
 

@@ -14,12 +14,17 @@ Each AWS call
   it reads), not again for every request (for S3, after reloading moto.s3.urls each time: ~15% of a PutObject).
 Each new session and client (a Lambda's clients, and a session for each role it assumes: ~16 clients a run, a
 third of a small run's time)
+- a client asked for again in a later emulated account, of the same session with the same arguments, is the one
+  made in an earlier account, its retry quota full again (the one thing a botocore client carries from call to
+  call that a call can notice); within one account every request still gets a client of its own, as without it
+  (botocore builds a class, ~180 methods, an endpoint and a copy of ~600 handlers for each: ~5 ms);
 - an event name's alias is looked up in one table shared by every session with the same aliases, not worked out
   again by each new session and client (each registers ~150 handlers);
 - whether a handler takes **kwargs is read from its signature once per function, not at every registration.
 The state machine
-- the ASL is parsed once per definition, not per execution (~0.9 s for this one; a parsed program keeps no
-  execution state), each JSONPath once, not at every evaluation (jsonpath_ng builds a parser each time, ~5 ms).
+- the ASL is parsed once per definition, not per execution (~0.7 s for this one; a parsed program keeps no
+  execution state), and for the tests once per definition until moto changes (keep_parsed_programs_in), each
+  JSONPath once, not at every evaluation (jsonpath_ng builds a parser each time, ~5 ms).
 Each account
 - a stack deployed with the same parameters, seed and start time as an earlier one in this process is a copy of
   the backends that deployment wrote to, not ~40 calls again (``deployed``; tests/test_speed.py compares the two).
@@ -36,7 +41,10 @@ import contextlib
 import copy
 import functools
 import importlib
+import os
+import threading
 import time
+from pathlib import Path
 from unittest import mock
 
 
@@ -54,6 +62,7 @@ def faster_emulation():
         *_parsed_once(),
         *_secrets_found_by_name(),
         *_sessions_set_up_once(),
+        *_clients_made_once(),
         *_url_tables_built_once(),
         mock.patch.object(IAMBackend, "get_access_key_last_used", _last_use_by_key_id),
     ]
@@ -155,12 +164,53 @@ def _sessions_set_up_once() -> list:
     ]
 
 
+def _clients_made_once() -> list:
+    """Session.create_client, giving each emulated account (each faster_emulation) the clients earlier accounts
+    asked for with the same session and arguments, each to one caller per account, their retry quotas refilled."""
+    import weakref
+
+    import botocore.session
+    from botocore.retries import quota, standard
+
+    create, register_retry_handler = botocore.session.Session.create_client, standard.register_retry_handler
+    # session -> (service, region, ..., the Config's options) -> [[client, the account it was last given to]]
+    made = _ORIGINALS.setdefault("clients", weakref.WeakKeyDictionary())
+    quotas = _ORIGINALS.setdefault("retry quotas", weakref.WeakKeyDictionary())  # client -> its RetryQuotaChecker
+    account = _ORIGINALS["accounts"] = _ORIGINALS.get("accounts", 0) + 1
+    lock = _ORIGINALS.setdefault("clients lock", threading.Lock())
+
+    def create_client(session, service_name, *args, **kwargs):
+        config = kwargs.get("config")
+        options = config and repr(sorted(config._user_provided_options.items()))
+        key = (service_name, args, repr(sorted((k, v) for k, v in kwargs.items() if k != "config")), options)
+        with lock:
+            for entry in made.setdefault(session, {}).get(key, ()):
+                if entry[1] != account:  # given to no one in this account yet
+                    entry[1] = account
+                    client = entry[0]
+                    if client in quotas:
+                        quotas[client]._quota, quotas[client]._last_amount_acquired = quota.RetryQuota(), None
+                    return client
+        client = create(session, service_name, *args, **kwargs)
+        with lock:
+            made[session].setdefault(key, []).append([client, account])
+        return client
+
+    def recording_the_quota(client, *args, **kwargs):
+        handler = register_retry_handler(client, *args, **kwargs)
+        quotas[client] = handler._retry_quota
+        return handler
+
+    return [
+        mock.patch.object(botocore.session.Session, "create_client", create_client),
+        mock.patch.object(standard, "register_retry_handler", recording_the_quota),
+    ]
+
+
 def _url_tables_built_once() -> list:
     """BaseBackend.urls builds a backend's table of URL patterns from its urls module at every request (S3's model
     reloads that module first, in case MOTO_S3_CUSTOM_ENDPOINTS changed). The table depends only on the backend's
     class and the settings its urls module and the table read: kept per class and those settings."""
-    import os
-
     from moto.core.base_backend import BaseBackend
 
     urls = BaseBackend.__dict__["urls"].fget
@@ -211,9 +261,51 @@ def _last_use_by_key_id(backend, access_key_id: str) -> dict:
 _ORIGINALS: dict = {}  # moto's ASL parser and botocore's loader factory, before the caching patches; botocore's caches
 
 
+_PARSED_PROGRAMS: Path | None = None  # where parsed programs are kept between processes (keep_parsed_programs_in)
+
+
+def keep_parsed_programs_in(directory: Path | None) -> None:
+    """Keep each definition's parsed program in ``directory`` too, for the next process (the test suite's workers
+    and its next run parse the ASL ~25 times otherwise, ~0.7 s each). Pickles of the program, named by a SHA-256
+    of the definition, moto's version, Python's and the emulator's code (its patches of the parser): only the
+    tests write and read them. None stops."""
+    global _PARSED_PROGRAMS
+    _PARSED_PROGRAMS = directory
+    _parse_once.cache_clear()
+
+
 @functools.lru_cache(maxsize=8)
 def _parse_once(definition: str):
-    return _ORIGINALS["parse"](definition)
+    if _PARSED_PROGRAMS is None:
+        return _ORIGINALS["parse"](definition)
+    import hashlib
+    import pickle
+    import sys
+
+    import moto
+
+    key = hashlib.sha256(f"{moto.__version__}\0{sys.version}\0{_emulator_source()}\0{definition}".encode()).hexdigest()
+    kept = _PARSED_PROGRAMS / f"{key}.pickle"
+    if kept.exists():
+        # The program only: moto evaluates it and nothing reads the parse tree (its static analysers are unused).
+        return pickle.loads(kept.read_bytes()), None
+    parsed = _ORIGINALS["parse"](definition)
+    _PARSED_PROGRAMS.mkdir(parents=True, exist_ok=True)
+    partial = kept.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
+    partial.write_bytes(pickle.dumps(parsed[0]))
+    os.replace(partial, kept)  # whole or absent: another worker may write the same one
+    return parsed
+
+
+@functools.lru_cache(maxsize=1)
+def _emulator_source() -> str:
+    """A SHA-256 of the emulator's code: its patches of moto's parser change what a parse gives."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=1024)

@@ -31,6 +31,14 @@ os.environ.update(
 # reference, most of them, still goes at once.
 gc.set_threshold(10_000, 10, 10)
 
+# Each worker would parse the ASL again for each definition (~0.7 s each, ~25 a run); the parsed programs are kept
+# beside the tools' answers instead, under the same switch (TOOL_CACHE=off parses every time, as a clean clone does).
+import tool_cache  # noqa: E402  (after sys.path has the tests' directory's neighbours)
+from emulator import speed  # noqa: E402
+
+if tool_cache.enabled():
+    speed.keep_parsed_programs_in(tool_cache.CACHE / "parsed-asl")
+
 
 @pytest.fixture
 def root() -> Path:

@@ -1,8 +1,9 @@
 """emulator/speed.py changes no answer: a deployment restored from the cache is the account a fresh deployment
-gives, and runs on it do the same."""
+gives, and runs on it do the same; a client reused in a later account is as new; a kept program is the parsed one."""
 
 import contextlib
 import json
+import pickle
 
 import boto3
 import pytest
@@ -143,3 +144,66 @@ def test_moto_finds_every_request_s_handler_in_the_same_url_table_built_once():
 
     assert built_once == plain and again == plain and all(plain)
     assert any("s3.internal.example" in url for url in custom) and not any("s3.internal.example" in url for url in plain[0])
+
+
+def _retry_capacity(client) -> int:
+    return speed._ORIGINALS["retry quotas"][client]._quota.available_capacity
+
+
+def test_a_client_asked_for_again_in_a_later_account_is_an_earlier_ones_with_its_retry_quota_full_again():
+    """speed._clients_made_once: within an account a client per request, as botocore makes them; in the next, the
+    earlier ones again, as new (a full retry quota), each to one caller."""
+    from botocore.config import Config
+
+    session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+
+    def made():
+        return session.client("iam", config=Config(retries={"mode": "standard", "max_attempts": 8}))
+
+    with speed.faster_emulation():
+        first, second = made(), made()
+        full = _retry_capacity(first)
+        speed._ORIGINALS["retry quotas"][first]._quota.acquire(full)  # a run of retries drained it
+        assert _retry_capacity(first) == 0
+        other_config = session.client("iam", config=Config(retries={"mode": "standard", "max_attempts": 2}))
+    with speed.faster_emulation():
+        again = [made(), made(), made()]
+
+    assert first is not second and other_config not in (first, second)
+    assert again[:2] in ([first, second], [second, first]) and again[2] not in (first, second)
+    assert [_retry_capacity(c) for c in again] == [full] * 3 and full > 0
+
+
+SMALL_DEFINITION = json.dumps({
+    "StartAt": "Pick",
+    "States": {
+        "Pick": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Each"}], "Default": "Done"},
+        "Each": {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": {
+            "StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": True}}}, "Next": "Done"},
+        "Done": {"Type": "Pass", "Result": {"done": True}, "End": True},
+    },
+})
+
+
+def test_a_program_kept_for_the_next_process_is_the_one_the_parser_gives_and_is_read_without_parsing(tmp_path):
+    """speed.keep_parsed_programs_in: what the tests' workers share through .pytest-tool-cache/parsed-asl."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    def refuse(definition):
+        raise AssertionError("parsed again")
+
+    kept_before = speed._PARSED_PROGRAMS
+    try:
+        speed.keep_parsed_programs_in(tmp_path)
+        with speed.faster_emulation():
+            program, tree = AmazonStateLanguageParser.parse(SMALL_DEFINITION)
+            kept = sorted(p.name for p in tmp_path.iterdir())
+            speed._parse_once.cache_clear()  # as a new process starts
+            with pytest.MonkeyPatch.context() as patches:
+                patches.setitem(speed._ORIGINALS, "parse", refuse)
+                loaded, no_tree = AmazonStateLanguageParser.parse(SMALL_DEFINITION)
+    finally:
+        speed.keep_parsed_programs_in(kept_before)
+
+    assert len(kept) == 1 and kept[0].endswith(".pickle") and tree is not None and no_tree is None
+    assert pickle.dumps(loaded) == pickle.dumps(program)  # the same program, state by state
