@@ -2,6 +2,7 @@
 gives, and runs on it do the same; a client reused in a later account is as new; a kept program is the parsed one."""
 
 import contextlib
+import copy
 import json
 import pickle
 
@@ -207,3 +208,22 @@ def test_a_program_kept_for_the_next_process_is_the_one_the_parser_gives_and_is_
 
     assert len(kept) == 1 and kept[0].endswith(".pickle") and tree is not None and no_tree is None
     assert pickle.dumps(loaded) == pickle.dumps(program)  # the same program, state by state
+
+
+def test_the_interpreter_s_values_are_copied_as_deepcopy_copies_them_and_share_nothing_with_the_original():
+    """speed._json_copied: moto's copy.deepcopy of states' inputs, outputs and stacks."""
+    import datetime
+
+    from moto.stepfunctions.parser.asl.eval import states
+
+    value = {"users": [{"user": "app", "keys": ["AKIA1", None], "age": 2.5, "managed": True}], "at": datetime.datetime(2026, 1, 5),
+             "pair": (1, [2]), "tags": {"KeyRotation": "enabled"}}
+    expected = copy.deepcopy(value)
+    with speed.faster_emulation():
+        copied = states.copy.deepcopy(value)
+
+    assert copied == expected and states.copy is copy  # the patch is gone afterwards
+    copied["users"][0]["keys"].append("AKIA2")
+    copied["pair"][1].append(3)  # not JSON: copied by copy.deepcopy
+    copied["tags"]["KeyRotation"] = "disabled"
+    assert value == expected
