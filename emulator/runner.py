@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from moto import mock_aws
 from moto.moto_api._internal import mock_random
 
-from . import account, checks, cross_account, member_stack, speed, stack
+from . import account, checks, cross_account, deployments, member_stack, stack
 from .checks import AccountState
 from .faithful_moto import Clock, Recorder, faithful_moto
 
@@ -159,7 +159,7 @@ class Emulator:
             self._stack.enter_context(faithful_moto(self.clock, functions, self.recorder, seed=seed))
             key = json.dumps([self.parameters, seed, self.clock.iso()], sort_keys=True)
             try:
-                self.deployment = speed.deployed(key, lambda: stack.deploy(self.parameters), stack.ACCOUNT_ID, stack.REGION)
+                self.deployment = deployments.deployed(key, lambda: stack.deploy(self.parameters), stack.ACCOUNT_ID, stack.REGION)
             except (ClientError, BotoCoreError) as error:  # what an AWS API refused: the template's doing
                 raise stack.TemplateError(f"the stack could not be deployed: {error}") from error
             functions.update(self.deployment.functions)

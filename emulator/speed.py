@@ -30,8 +30,7 @@ The state machine
   JSONPath once, not at every evaluation (jsonpath_ng builds a parser each time, ~5 ms).
 Each account
 - a stack deployed with the same parameters, seed and start time as an earlier one in this process is a copy of
-  the backends that deployment wrote to, not ~40 calls again (``deployed``; tests/test_speed.py compares the two).
-  The cache holds this process's template, ASL and code: an edit to them needs a new process, as tests have.
+  the backends that deployment wrote to, not ~40 calls again (deployments.py).
 Lookups at 100,000 users
 - a secret named by its name is looked up in moto's dict by that name, without moto's scan of every secret's
   ARN and name (each lookup scanned them all); GetAccessKeyLastUsed finds the key in moto's dict of keys,
@@ -366,57 +365,3 @@ def _result_path_once(path: str):
 @functools.lru_cache(maxsize=4)
 def _loader_once(search_path_string=None):
     return _ORIGINALS["create_loader"](search_path_string)
-
-
-# --- a stack deployed once per parameters ------------------------------------------------------------------------
-
-# The backends a deployment writes to (stack.deploy): what a snapshot holds.
-_DEPLOYED_TO = (  # (module, its backends, the key of the account's backend: None for the region)
-    ("moto.iam.models", "iam_backends", "global"),
-    ("moto.s3.models", "s3_backends", "aws"),
-    ("moto.sns.models", "sns_backends", None),
-    ("moto.awslambda_simple.models", "lambda_simple_backends", None),  # Lambda without Docker, as the emulator runs it
-    ("moto.stepfunctions.parser.models", "stepfunctions_parser_backends", None),
-)
-# Backends the deployed objects refer to without owning them (a Lambda function keeps its log backend).
-_REFERENCED = (("moto.logs.models", "logs_backends", None),)
-_deployments: dict[str, tuple] = {}
-
-
-def deployed(key: str, deploy, account_id: str, region: str):
-    """``deploy()``'s result, and the account as it left it. The first deployment with ``key`` (the parameters,
-    the seed and the clock's start) goes through the API, as CloudFormation would; the next ones restore a copy
-    of the backends it wrote to, and of moto's id generator after it, so what follows draws the same ids. (~0.1 s
-    of ~40 calls, for each of the suite's ~500 accounts.) One emulated account at a time, as the Emulator is."""
-    from moto.moto_api._internal import mock_random
-
-    def backends(of):
-        return [_backend(module, name, where, account_id, region) for module, name, where in of]
-
-    if key in _deployments:
-        deployment, saved, referenced, random_state = _deployments[key]
-        # References to a backend (its own objects', a function's to its log backend) go to the live one.
-        live_of = {id(old): live for old, live in zip(referenced, backends(_REFERENCED))}
-        for live, (backend, state) in zip(backends(_DEPLOYED_TO), saved):
-            live.__dict__ = copy.deepcopy(state, {**live_of, id(backend): live})
-        _register_buckets(account_id)
-        mock_random.setstate(random_state)
-        return copy.deepcopy(deployment)
-    deployment = deploy()
-    referenced = backends(_REFERENCED)
-    kept = {id(backend): backend for backend in referenced}
-    saved = [(backend, copy.deepcopy(backend.__dict__, {**kept, id(backend): backend})) for backend in backends(_DEPLOYED_TO)]
-    _deployments[key] = (copy.deepcopy(deployment), saved, referenced, mock_random.getstate())
-    return deployment
-
-
-def _backend(module: str, name: str, where: str | None, account_id: str, region: str):
-    return getattr(importlib.import_module(module), name)[account_id][where or region]
-
-
-def _register_buckets(account_id: str) -> None:
-    """moto finds a bucket's account in a table beside its backends; a restored bucket goes back in it."""
-    from moto.s3.models import s3_backends
-
-    for name in s3_backends[account_id]["aws"].buckets:
-        s3_backends.bucket_accounts[name] = ("aws", account_id)

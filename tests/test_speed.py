@@ -1,5 +1,6 @@
-"""emulator/speed.py changes no answer: a deployment restored from the cache is the account a fresh deployment
-gives, and runs on it do the same; a client reused in a later account is as new; a kept program is the parsed one."""
+"""emulator/speed.py and deployments.py change no answer: a deployment restored from the cache is the account a
+fresh deployment gives, and runs on it do the same; a client reused in a later account is as new; a kept program
+is the parsed one; the interpreter's copies are deepcopy's."""
 
 import contextlib
 import copy
@@ -9,7 +10,7 @@ import pickle
 import boto3
 import pytest
 
-from emulator import speed, stack
+from emulator import deployments, speed, stack
 from emulator.runner import Emulator
 
 # Parameters no other test uses, so the first account below deploys through the API.
@@ -62,10 +63,10 @@ def first_run(aws: Emulator) -> dict:
 
 def test_a_restored_deployment_is_the_account_a_fresh_one_gives_and_runs_the_same():
     key = json.dumps([PARAMETERS, 0, "2026-01-05T06:00:00.000Z"], sort_keys=True)
-    assert key not in speed._deployments  # so the first account below deploys through the API
+    assert key not in deployments._deployments  # so the first account below deploys through the API
 
     with Emulator(FIXTURE, PARAMETERS) as fresh:
-        assert key in speed._deployments
+        assert key in deployments._deployments
         fresh_account, fresh_run = deployed_account(), first_run(fresh)
     with Emulator(FIXTURE, PARAMETERS) as restored:
         restored_account, restored_run = deployed_account(), first_run(restored)
@@ -178,7 +179,8 @@ def test_a_client_asked_for_again_in_a_later_account_is_an_earlier_ones_with_its
 SMALL_DEFINITION = json.dumps({
     "StartAt": "Pick",
     "States": {
-        "Pick": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Each"}], "Default": "Done"},
+        "Pick": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Each"}],
+                 "Default": "Done"},
         "Each": {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": {
             "StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": True}}}, "Next": "Done"},
         "Done": {"Type": "Pass", "Result": {"done": True}, "End": True},
@@ -216,8 +218,8 @@ def test_the_interpreter_s_values_are_copied_as_deepcopy_copies_them_and_share_n
 
     from moto.stepfunctions.parser.asl.eval import states
 
-    value = {"users": [{"user": "app", "keys": ["AKIA1", None], "age": 2.5, "managed": True}], "at": datetime.datetime(2026, 1, 5),
-             "pair": (1, [2]), "tags": {"KeyRotation": "enabled"}}
+    value = {"users": [{"user": "app", "keys": ["AKIA1", None], "age": 2.5, "managed": True}],
+             "at": datetime.datetime(2026, 1, 5), "pair": (1, [2]), "tags": {"KeyRotation": "enabled"}}
     expected = copy.deepcopy(value)
     with speed.faster_emulation():
         copied = states.copy.deepcopy(value)
