@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from botocore.exceptions import ClientError
 
-from emulator import cli, commands, fixture, printing, snapshot, speed, stack
+from emulator import cli, commands, deployments, fixture, printing, snapshot, stack
 from emulator.runner import Email, Emulator, Run
 
 EVENTS = stack.ROOT / "events"
@@ -252,7 +252,7 @@ def test_a_template_the_emulator_cannot_deploy_says_to_fix_the_template_not_the_
         raise refusal
 
     monkeypatch.setattr(stack, "deploy", deploy)
-    monkeypatch.setattr(speed, "_deployments", {})  # no cached deployment to restore
+    monkeypatch.setattr(deployments, "_deployments", {})  # no cached deployment to restore
 
     assert cli.main(["demo"]) == 2
     line = last_line(capsys.readouterr().err)
