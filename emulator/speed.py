@@ -14,10 +14,10 @@ Each AWS call
   it reads), not again for every request (for S3, after reloading moto.s3.urls each time: ~15% of a PutObject).
 Each new session and client (a Lambda's clients, and a session for each role it assumes: ~16 clients a run, a
 third of a small run's time)
-- a client asked for again in a later emulated account, of the same session with the same arguments, is the one
-  made in an earlier account, its retry quota full again (the one thing a botocore client carries from call to
-  call that a call can notice); within one account every request still gets a client of its own, as without it
-  (botocore builds a class, ~180 methods, an endpoint and a copy of ~600 handlers for each: ~5 ms);
+- a client asked for again in a later emulated account, of the same session with the same arguments and
+  environment, is the one made in an earlier account, its retry quota full again (_clients_made_once says what
+  else a client keeps between calls, and why none of it matters here); within one account every request still
+  gets a client of its own (botocore builds a class, ~180 methods, an endpoint and ~600 handlers for each: ~5 ms);
 - an event name's alias is looked up in one table shared by every session with the same aliases, not worked out
   again by each new session and client (each registers ~150 handlers);
 - whether a handler takes **kwargs is read from its signature once per function, not at every registration.
@@ -26,8 +26,9 @@ The state machine
   booleans, null, and the dates of SDK answers) where moto calls copy.deepcopy, anything else by copy.deepcopy
   (~9% of a small run: deepcopy keeps a memo and looks up a copier for every value);
 - the ASL is parsed once per definition, not per execution (~0.7 s for this one; a parsed program keeps no
-  execution state), and for the tests once per definition until moto changes (keep_parsed_programs_in), each
-  JSONPath once, not at every evaluation (jsonpath_ng builds a parser each time, ~5 ms).
+  execution state), and for the tests once per definition until moto or the emulator changes (the program kept
+  on disk: keep_parsed_programs_in); each JSONPath once, not at every evaluation (jsonpath_ng builds a parser
+  each time, ~5 ms).
 Each account
 - a stack deployed with the same parameters, seed and start time as an earlier one in this process is a copy of
   the backends that deployment wrote to, not ~40 calls again (deployments.py).
@@ -119,8 +120,11 @@ def _parsed_once() -> list:
     from moto.stepfunctions.parser.asl.component.common.path import result_path
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.utils import json_path
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
     _ORIGINALS.setdefault("parse", AmazonStateLanguageParser.__dict__["parse"].__func__)
+    _ORIGINALS.setdefault("validate", StepFunctionsParserBackend.__dict__["_validate_definition"].__func__)
     _ORIGINALS.setdefault("create_loader", botocore.loaders.create_loader)
     _ORIGINALS.setdefault("json_path_parse", json_path.parse)
     _ORIGINALS.setdefault("result_path_parse", result_path.parse)
@@ -128,6 +132,8 @@ def _parsed_once() -> list:
         mock.patch.object(json_path, "parse", _json_path_once),
         mock.patch.object(result_path, "parse", _result_path_once),
         mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)),
+        mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", _program_to_run),
+        mock.patch.object(StepFunctionsParserBackend, "_validate_definition", staticmethod(_validated)),
         mock.patch.object(botocore.session, "create_loader", _loader_once),
     ]
 
@@ -209,24 +215,32 @@ def _sessions_set_up_once() -> list:
 
 
 def _clients_made_once() -> list:
-    """Session.create_client, giving each emulated account (each faster_emulation) the clients earlier accounts
-    asked for with the same session and arguments, each to one caller per account, their retry quotas refilled."""
+    """Session.create_client, giving each emulated account (each faster_emulation, one at a time) the clients
+    earlier accounts asked for with the same session, arguments and AWS_* environment, each to one caller per
+    account, their retry quotas refilled. The state a botocore client keeps between calls, besides that quota: S3's
+    cache of buckets' regions (moto never redirects), adaptive mode's rate limiter (no client here uses adaptive
+    mode) and handlers registered on the client (nothing here registers any). A client made with keys of its own
+    (the key check's, with a key it checks) is not kept: those keys are used once."""
     import weakref
 
     import botocore.session
     from botocore.retries import quota, standard
 
     create, register_retry_handler = botocore.session.Session.create_client, standard.register_retry_handler
-    # session -> (service, region, ..., the Config's options) -> [[client, the account it was last given to]]
+    # session -> (service, arguments, AWS_* environment) -> [[client, the account it was last given to]]
     made = _ORIGINALS.setdefault("clients", weakref.WeakKeyDictionary())
     quotas = _ORIGINALS.setdefault("retry quotas", weakref.WeakKeyDictionary())  # client -> its RetryQuotaChecker
     account = _ORIGINALS["accounts"] = _ORIGINALS.get("accounts", 0) + 1
     lock = _ORIGINALS.setdefault("clients lock", threading.Lock())
 
     def create_client(session, service_name, *args, **kwargs):
+        if args or kwargs.get("aws_access_key_id"):  # boto3 passes keywords; keys of its own: used once
+            return create(session, service_name, *args, **kwargs)
         config = kwargs.get("config")
-        options = config and repr(sorted(config._user_provided_options.items()))
-        key = (service_name, args, repr(sorted((k, v) for k, v in kwargs.items() if k != "config")), options)
+        arguments = sorted((k, v if k != "config" else sorted(config._user_provided_options.items()))
+                           for k, v in kwargs.items() if v is not None)
+        environment = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
+        key = repr((service_name, arguments, environment))
         with lock:
             for entry in made.setdefault(session, {}).get(key, ()):
                 if entry[1] != account:  # given to no one in this account yet
@@ -310,43 +324,76 @@ _PARSED_PROGRAMS: Path | None = None  # where parsed programs are kept between p
 
 def keep_parsed_programs_in(directory: Path | None) -> None:
     """Keep each definition's parsed program in ``directory`` too, for the next process (the test suite's workers
-    and its next run parse the ASL ~25 times otherwise, ~0.7 s each). Pickles of the program, named by a SHA-256
-    of the definition, moto's version, Python's and the emulator's code (its patches of the parser): only the
-    tests write and read them. None stops."""
+    and its next run parse the ASL ~25 times otherwise, ~0.7 s each). Pickles of the program, named by a SHA-256 of
+    the definition, Python's version, moto's interpreter code and the emulator's (its patches of the parser): only
+    the tests write and read them. Used where no parse tree is needed (an execution's program, and the check at
+    CreateStateMachine of a definition kept because it parsed before); parse() itself still parses. None stops."""
     global _PARSED_PROGRAMS
     _PARSED_PROGRAMS = directory
-    _parse_once.cache_clear()
+    _program_of.cache_clear()
 
 
 @functools.lru_cache(maxsize=8)
 def _parse_once(definition: str):
-    if _PARSED_PROGRAMS is None:
-        return _ORIGINALS["parse"](definition)
-    import hashlib
-    import pickle
-    import sys
-
-    import moto
-
-    key = hashlib.sha256(f"{moto.__version__}\0{sys.version}\0{_emulator_source()}\0{definition}".encode()).hexdigest()
-    kept = _PARSED_PROGRAMS / f"{key}.pickle"
-    if kept.exists():
-        # The program only: moto evaluates it and nothing reads the parse tree (its static analysers are unused).
-        return pickle.loads(kept.read_bytes()), None
     parsed = _ORIGINALS["parse"](definition)
-    _PARSED_PROGRAMS.mkdir(parents=True, exist_ok=True)
-    partial = kept.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
-    partial.write_bytes(pickle.dumps(parsed[0]))
-    os.replace(partial, kept)  # whole or absent: another worker may write the same one
+    kept = _kept_program(definition)
+    if kept is not None and not kept.exists():
+        import pickle
+
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
+        partial.write_bytes(pickle.dumps(parsed[0]))
+        os.replace(partial, kept)  # whole or absent: another worker may write the same one
     return parsed
 
 
+@functools.lru_cache(maxsize=8)
+def _program_of(definition: str):
+    """The program of a definition: kept from an earlier process, or parsed (and kept)."""
+    kept = _kept_program(definition)
+    if kept is not None and kept.exists():
+        import pickle
+
+        try:
+            return pickle.loads(kept.read_bytes())
+        except Exception:  # unreadable (a class moved, a torn file): parsed again below, and kept anew
+            kept.unlink(missing_ok=True)
+    return _parse_once(definition)[0]
+
+
+def _kept_program(definition: str) -> Path | None:
+    if _PARSED_PROGRAMS is None:
+        return None
+    import hashlib
+    import sys
+
+    key = hashlib.sha256(f"{sys.version}\0{_interpreter_code()}\0{definition}".encode()).hexdigest()
+    return _PARSED_PROGRAMS / f"{key}.pickle"
+
+
+def _program_to_run(worker):
+    return _program_of(worker._evaluation_details.state_machine_details.definition)
+
+
+def _validated(definition: str) -> None:
+    """moto's check at CreateStateMachine, but not again for a definition kept: it parsed with this very code."""
+    kept = _kept_program(definition)
+    if kept is None or not kept.exists():
+        _ORIGINALS["validate"](definition)
+
+
 @functools.lru_cache(maxsize=1)
-def _emulator_source() -> str:
-    """A SHA-256 of the emulator's code: its patches of moto's parser change what a parse gives."""
+def _interpreter_code() -> str:
+    """A SHA-256 of the code a parse runs: moto's interpreter (each file's path, size and time: an edited or
+    reinstalled moto changes it, whatever its version says) and the emulator's (its patches of the parser)."""
     import hashlib
 
+    import moto.stepfunctions.parser
+
     digest = hashlib.sha256()
+    for path in sorted(Path(moto.stepfunctions.parser.__file__).parent.rglob("*.py")):
+        status = path.stat()
+        digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

@@ -154,26 +154,39 @@ def _retry_capacity(client) -> int:
 
 def test_a_client_asked_for_again_in_a_later_account_is_an_earlier_ones_with_its_retry_quota_full_again():
     """speed._clients_made_once: within an account a client per request, as botocore makes them; in the next, the
-    earlier ones again, as new (a full retry quota), each to one caller."""
+    earlier ones again, as new (a full retry quota), each to one caller; a client of other arguments, another
+    session, another environment or keys of its own is made anew."""
     from botocore.config import Config
 
-    session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+    def session():
+        return boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
 
-    def made():
-        return session.client("iam", config=Config(retries={"mode": "standard", "max_attempts": 8}))
+    first_session, other_session = session(), session()
+
+    def made(of=first_session, **arguments):
+        return of.client("iam", config=Config(retries={"mode": "standard", "max_attempts": 8}), **arguments)
+
+    def own_keys():
+        return made(aws_access_key_id="c", aws_secret_access_key="d")
 
     with speed.faster_emulation():
-        first, second = made(), made()
+        first, second, own = made(), made(), own_keys()
         full = _retry_capacity(first)
         speed._ORIGINALS["retry quotas"][first]._quota.acquire(full)  # a run of retries drained it
         assert _retry_capacity(first) == 0
-        other_config = session.client("iam", config=Config(retries={"mode": "standard", "max_attempts": 2}))
     with speed.faster_emulation():
+        # Asked for first in this account, so that an earlier client would be free to give if the key missed them.
+        elsewhere = [made(region_name="eu-west-1"), made(of=other_session), own_keys()]
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("AWS_MAX_ATTEMPTS", "3")  # a setting a new client reads
+            elsewhere.append(made())
         again = [made(), made(), made()]
 
-    assert first is not second and other_config not in (first, second)
+    assert first is not second
     assert again[:2] in ([first, second], [second, first]) and again[2] not in (first, second)
     assert [_retry_capacity(c) for c in again] == [full] * 3 and full > 0
+    earlier = {id(c) for c in (first, second, own, *again)}
+    assert len({id(c) for c in elsewhere} - earlier) == 4
 
 
 SMALL_DEFINITION = json.dumps({
@@ -188,40 +201,59 @@ SMALL_DEFINITION = json.dumps({
 })
 
 
-def test_a_program_kept_for_the_next_process_is_the_one_the_parser_gives_and_is_read_without_parsing(tmp_path):
-    """speed.keep_parsed_programs_in: what the tests' workers share through .pytest-tool-cache/parsed-asl."""
+def test_a_program_kept_for_the_next_process_is_the_parsers_and_is_read_without_parsing(tmp_path):
+    """speed.keep_parsed_programs_in: what the tests' workers share through .pytest-tool-cache/parsed-asl. parse()
+    still parses (moto's static analysers need its tree); an execution's program and the check of a definition
+    kept come from the file; an unreadable file is parsed again and replaced."""
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
-    def refuse(definition):
+    def refuse(*args):
         raise AssertionError("parsed again")
+
+    def new_process():
+        speed._parse_once.cache_clear()
+        speed._program_of.cache_clear()
 
     kept_before = speed._PARSED_PROGRAMS
     try:
         speed.keep_parsed_programs_in(tmp_path)
         with speed.faster_emulation():
             program, tree = AmazonStateLanguageParser.parse(SMALL_DEFINITION)
-            kept = sorted(p.name for p in tmp_path.iterdir())
-            speed._parse_once.cache_clear()  # as a new process starts
+            (kept,) = tmp_path.iterdir()
+            new_process()
             with pytest.MonkeyPatch.context() as patches:
                 patches.setitem(speed._ORIGINALS, "parse", refuse)
-                loaded, no_tree = AmazonStateLanguageParser.parse(SMALL_DEFINITION)
+                patches.setitem(speed._ORIGINALS, "validate", refuse)
+                loaded = speed._program_of(SMALL_DEFINITION)
+                speed._validated(SMALL_DEFINITION)
+            new_process()
+            assert AmazonStateLanguageParser.parse(SMALL_DEFINITION)[1] is not None  # parse() parses
+            kept.write_bytes(b"torn")
+            new_process()
+            parsed_again = speed._program_of(SMALL_DEFINITION)
     finally:
         speed.keep_parsed_programs_in(kept_before)
 
-    assert len(kept) == 1 and kept[0].endswith(".pickle") and tree is not None and no_tree is None
+    assert kept.name.endswith(".pickle") and tree is not None
     assert pickle.dumps(loaded) == pickle.dumps(program)  # the same program, state by state
+    assert pickle.dumps(parsed_again) == pickle.dumps(program) and pickle.loads(kept.read_bytes()) is not None
 
 
 def test_the_interpreter_s_values_are_copied_as_deepcopy_copies_them_and_share_nothing_with_the_original():
     """speed._json_copied: moto's copy.deepcopy of states' inputs, outputs and stacks."""
     import datetime
+    import importlib
+    import inspect
+    import re
 
     from moto.stepfunctions.parser.asl.eval import states
 
+    modules = [importlib.import_module(f"moto.stepfunctions.parser.{name}") for name in speed._COPYING_MODULES]
     value = {"users": [{"user": "app", "keys": ["AKIA1", None], "age": 2.5, "managed": True}],
              "at": datetime.datetime(2026, 1, 5), "pair": (1, [2]), "tags": {"KeyRotation": "enabled"}}
     expected = copy.deepcopy(value)
     with speed.faster_emulation():
+        assert all(m.copy.deepcopy is speed._deep_copy for m in modules)
         copied = states.copy.deepcopy(value)
 
     assert copied == expected and states.copy is copy  # the patch is gone afterwards
@@ -229,3 +261,6 @@ def test_the_interpreter_s_values_are_copied_as_deepcopy_copies_them_and_share_n
     copied["pair"][1].append(3)  # not JSON: copied by copy.deepcopy
     copied["tags"]["KeyRotation"] = "disabled"
     assert value == expected
+    # Each module uses only what the replacement offers (a moto upgrade calling copy.something else fails here).
+    used = {name for m in modules for name in re.findall(r"\bcopy\.(\w+)", inspect.getsource(m))}
+    assert used <= {"deepcopy", "copy"}, used
