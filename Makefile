@@ -77,7 +77,7 @@ diagram: $(READY) ## redraw the state machine's Mermaid diagram in docs/how-it-d
 	$(BIN)/python -m emulator diagram --write docs/how-it-decides.md
 
 .PHONY: bench
-bench: $(READY) ## one scheduled run at 1,000, 10,000 and 100,000 users and a first install, about an hour (BENCH_ARGS="--fleets 1000 --first-install 0")
+bench: $(READY) ## one scheduled run at 1,000, 10,000 and 100,000 users and a first install, about half an hour (BENCH_ARGS="--fleets 1000 --first-install 0")
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 .PHONY: bench-organization

@@ -1,6 +1,6 @@
 """make bench: one scheduled run of the real template on the emulator for accounts of 1,000 to 100,000 users.
 
-    python -m bench.run                                   # what make bench runs (about an hour on 2 cores)
+    python -m bench.run                                   # what make bench runs (about half an hour on 2 cores)
     python -m bench.run --fleets 1000 --first-install 0   # one small account, a minute
     python -m bench.run --param ParallelBatches=10 --iam-rate 40 --json
 
