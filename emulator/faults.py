@@ -244,9 +244,9 @@ def _owner_of_access_key(access_key_id: str) -> str | None:
 @contextlib.contextmanager
 def sdk_backoff_recorded():
     """While active, boto3's legacy-mode retries (clients made without a retry config, before or while it is
-    active) record each backoff (seconds, in order) in the yielded list and do not sleep. Standard-mode retries (the Lambda
-    functions' clients) are recorded by faithful_moto in ``Recorder.sdk_retry_delays``; the state machine's own clients
-    make one attempt."""
+    active) record each backoff (seconds, in order) in the yielded list and do not sleep. Standard-mode retries
+    (the Lambda functions' clients) are recorded by faithful_moto in ``Recorder.sdk_retry_delays``; the state
+    machine's own clients make one attempt."""
     from botocore.retryhandler import RetryHandler
 
     delays: list[float] = []

@@ -316,7 +316,9 @@ def _last_use_by_key_id(backend, access_key_id: str) -> dict:
     return {"user_name": key.user_name, "last_used": key.last_used}
 
 
-_ORIGINALS: dict = {}  # moto's ASL parser and botocore's loader factory, before the caching patches; botocore's caches
+# What the patches wrap, as it was before them (moto's parser and definition check, botocore's loader factory...),
+# and what they keep for the process (alias caches, url tables, the clients made and their retry quotas).
+_ORIGINALS: dict = {}
 
 
 _PARSED_PROGRAMS: Path | None = None  # where parsed programs are kept between processes (keep_parsed_programs_in)
