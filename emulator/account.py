@@ -51,6 +51,14 @@ def backdate_key(user: str, key_id: str, created: datetime, account_id: str = AC
     raise KeyError(f"user {user} has no key {key_id}")
 
 
+def backdate_secret(secret_name: str, changed: datetime, account_id: str = ACCOUNT_ID) -> None:
+    """Secrets Manager sets LastChangedDate itself; a key the fixture says the workflow stored was stored when the
+    workflow created it, so its secret last changed then."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    secretsmanager_backends[account_id][REGION].secrets[secret_name].last_changed_date = int(changed.timestamp())
+
+
 def use_key(key_id: str, when: datetime, service: str = "s3", region: str = "us-east-1", account_id: str = ACCOUNT_ID) -> None:
     """A consumer signed a request with ``key_id`` at ``when``: what GetAccessKeyLastUsed then reports."""
     from moto.iam.models import AccessKeyLastUsed
@@ -93,6 +101,7 @@ def seed(fixture: dict, now: datetime, secret_name_prefix: str, account_id: str 
             backdate_key(name, key["AccessKeyId"], created, account_id)
             if spec.get("inSecret"):
                 store_key_as_workflow_does(name, secret_name_prefix + name, key["AccessKeyId"], key["SecretAccessKey"], account_id)
+                backdate_secret(secret_name_prefix + name, created, account_id)
             if spec.get("status", "Active") != "Active":
                 iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
             if "lastUsed" in spec or "lastUsedHoursAgo" in spec:  # a consumer signed with it then

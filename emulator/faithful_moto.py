@@ -26,6 +26,8 @@ IAM and STS
 - two keys per user, even for two CreateAccessKey calls at once (strict_aws: one call at a time);
 - ListUsers and GetAccountAuthorizationDetails return pages of at most MaxItems (default 100) with a Marker;
   moto returns one page;
+- the credential report is a snapshot up to four hours old, takes time to write, shows no date for a slot
+  without an Active key, and its GeneratedTime is real (credential_report);
 - GetCallerIdentity rejects a key that is not an Active key of an IAM user or a role session's
   (InvalidClientTokenId); moto answers "user/moto" for any key. (The signature is not checked: a wrong secret
   still passes.) The emulator's own calls answer as the default account's root, as moto does.
@@ -62,6 +64,7 @@ from unittest import mock
 import boto3
 from botocore.config import Config
 
+from .credential_report import credential_reports_as_aws_makes_them
 from .cross_account import TaskRole, several_accounts
 from .deterministic import key_ids_of_their_own
 from .distributed_map import distributed_map
@@ -316,6 +319,7 @@ def faithful_moto(
         stack.enter_context(key_ids_of_their_own(seed))
         if strict:
             stack.enter_context(strict_aws(clock))
+            stack.enter_context(credential_reports_as_aws_makes_them(clock))
             recorder.child_executions = stack.enter_context(distributed_map(clock))
             accounts = stack.enter_context(several_accounts(seed))
         stack.callback(interpreter_log.setLevel, interpreter_log.level)

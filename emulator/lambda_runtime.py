@@ -21,6 +21,8 @@ def call_handler(code_dir: Path, handler_path: str, environment: dict, event: di
     if str(code_dir) not in sys.path:
         sys.path.insert(0, str(code_dir))
     handler = getattr(importlib.import_module(module_name), function_name)
+    for prepare in AFTER_IMPORT:  # the emulator's hooks into the functions' modules (credential_report's wait)
+        prepare()
     deadline = time.monotonic() + timeout
 
     class Context:
@@ -42,6 +44,11 @@ def cold_functions() -> None:
     reading = sys.modules.get("reading")
     if reading is not None:
         reading.forget_sessions()
+
+
+# Called after each handler's module is imported: patches to the functions' own modules, which the handler's first
+# call imports.
+AFTER_IMPORT: list = []
 
 
 # One handler at a time: the functions share the process's modules (and their clients), and a parallel Map
