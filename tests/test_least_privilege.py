@@ -61,6 +61,8 @@ NO_RESOURCE_SCOPE = {
     "iam:ListUsers",
     "iam:GetAccountAuthorizationDetails",  # every user and its tags in bulk: metadata, never a secret
     "secretsmanager:ListSecrets",  # the plan filters by SecretNamePrefix; it lists metadata, never values
+    # the credential report: every user's key status and creation time, password and MFA use; no key id, no secret
+    "iam:GenerateCredentialReport", "iam:GetCredentialReport",
     "ses:SendEmail",  # scoped by its ses:FromAddress condition instead (checked below)
     # the accounts of the organization or of the listed OUs: the function checks the ids against TargetAccounts
     "organizations:ListAccounts", "organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent",
@@ -210,6 +212,7 @@ def test_the_reader_reads_metadata_only_and_only_the_key_check_reads_a_secrets_v
     assert {a for s in reader for a in as_list(s["Action"])} == {
         "iam:GetAccountAuthorizationDetails", "secretsmanager:ListSecrets", "iam:GetUser", "iam:ListAccessKeys",
         "iam:GetAccessKeyLastUsed", "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy",
+        "iam:GenerateCredentialReport", "iam:GetCredentialReport",
     }
     for statement in granted(reader, "iam:GetAccessKeyLastUsed"):  # only keys of managed users
         assert as_list(statement["Resource"]) == [USER_ARN], statement

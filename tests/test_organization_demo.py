@@ -17,8 +17,8 @@ def test_the_emulator_counts_a_run_as_meant_only_when_the_account_without_the_me
     assert _failed_as_the_fixture_means(aws, aws.scheduled_run())  # sandbox alone failed it
 
     aws.advance(1)
-    with failing("iam", "list_access_keys", "ServiceFailure", when=about_user("fresh")):
-        run = aws.scheduled_run()  # sandbox, and a user of payments that could not be planned
+    with failing("iam", "list_access_keys", "ServiceFailure", when=about_user("ci-deployer")):
+        run = aws.scheduled_run()  # sandbox, and the users rotated yesterday, whose keys could not be read
     assert run.status == "FAILED" and not _failed_as_the_fixture_means(aws, run)
 
 

@@ -47,7 +47,7 @@ def test_a_key_deactivated_by_hand_gets_its_full_recovery_window_from_first_sigh
     aws = emulate(account_with(("app", [key(40, in_secret=True), key(130, "Inactive")])))
     current, old = sorted(keys("app"), key=lambda k: keys("app")[k])
 
-    aws.scheduled_run()
+    aws.scheduled_run()  # reads the keys: the current key is 40 days old, a multiple of decisions.FULL_READ_DAYS
     assert account.tags_of("app")[f"key-rotation:inactive-since:{old}"] == START
     aws.advance(6)
     aws.scheduled_run()

@@ -79,6 +79,7 @@ class RunPlan(TypedDict):
     ownerEmailsPrefix: str  # where "Email each owner" writes its results
     batches: int
     managedUsers: int
+    untouchedUsers: int  # managed users the credential report shows need nothing: unchanged, their keys not read
     accounts: int  # the accounts in the run's scope
     unreachableAccounts: int
     unreachableAccountsKey: str  # the key of the AccountProblem list, when any

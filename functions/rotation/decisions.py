@@ -10,8 +10,9 @@ handlers ask for and re-exports the rest, which lives, split by responsibility, 
 equally pure):
 
 - decisions.py (here): the run's request (RunRequest, parse_run_request, InvalidInput, MAX_CLOCK_SKEW), each
-  user's decision (decide, and its core rules, _decide), and the keys to clean up after a failed create or
-  store (keys_to_clean_up);
+  user's decision (decide, and its core rules, _decide), whether the credential report alone shows a user needs
+  nothing (untouched_by_report, STORE_WINDOW, FULL_READ_DAYS), and the keys to clean up after a failed
+  create or store (keys_to_clean_up);
 - facts.py: what a decision is made from and what it says: Key, LastUse, Secret, MISSING_SECRET, Decision,
   UNCHANGED_OUTCOMES;
 - policy.py: the stack's Policy, its margins (COMPLIANCE_MARGIN, IAM_LAST_USED_DELAY, SCHEDULE_SLACK and
@@ -20,6 +21,8 @@ equally pure):
 - naming.py: the secret version id (SECRET_VERSION_PREFIX, key_version_id, key_id_from_version_id), the
   workflow's user tags (WORKFLOW_TAG_PREFIX, SECRET_TAG, inactive_since_tag, parse_inactive_since_tags,
   MAX_TAGS_PER_USER), the name patterns, user_key, secret_name_problem and is_managed;
+- reported.py: what IAM's credential report says of each user's keys (parse_credential_report, ReportedUser,
+  ReportedKey);
 - times.py: parse_time, iam_seconds, format_time, and durations in words (_days, _hours_or_days);
 - retiring.py: a previous key still in use (held or overdue), the owners' notices, the records an otherwise
   unchanged decision notes, and IAM's tag quota those records must fit;
@@ -27,7 +30,7 @@ equally pure):
   unfinished (left_rotation);
 - targets.py (its own subject, used by parse_run_request): which accounts a hub manages.
 
-Each imports only modules before it in the order times, naming, policy, facts, attention, retiring; none
+Each imports only modules before it in the order times, naming, reported, policy, facts, attention, retiring; none
 imports this one or targets, so there is no cycle. decide, parse_run_request and keys_to_clean_up stay here and
 call _secret_lost and iam_seconds through this module's names, as before the split: a test that patches
 ``decisions._secret_lost`` or ``decisions.iam_seconds`` still reaches them (tests/test_model.py).
@@ -76,11 +79,18 @@ from policy import (
     _reached,
     user_overrides,
 )
+from reported import ReportedKey, ReportedUser, parse_credential_report
 from retiring import _add_notices, _noting_records, _still_in_use, _unused_since, _within_tag_quota
 from times import _days, _hours_or_days, format_time, iam_seconds, parse_time
 
 # How far a given "time" may lie after the execution's start (clocks and scheduling differ by seconds).
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# The workflow stores a key in the run that creates it, and a run ends within the state machine's 6-hour timeout.
+STORE_WINDOW = timedelta(hours=6)
+# A user's keys are read on every day of its key's age that is a multiple of this, whatever the report says: what
+# the report cannot show (an Inactive key, see reported.py) is seen within that many days on a daily schedule, and
+# within that many runs on a weekly one (5 and 7 have no common divisor).
+FULL_READ_DAYS = 5
 
 
 class InvalidInput(Exception):
@@ -167,6 +177,49 @@ def decide(
         k for k in obsolete_tags if k not in decision.forget_inactive and k not in decision.record_inactive
     )
     return _within_tag_quota(_noting_records(decision), tag_count, frozenset(tags or ()))
+
+
+def untouched_by_report(
+    user: str,
+    reported: ReportedUser | None,
+    secret: Secret,
+    tags: dict[str, str],
+    tag_count: int,
+    now: datetime,
+    policy: Policy,
+) -> bool:
+    """Whether IAM's credential report alone shows that a scheduled run has nothing to do for a managed user, so
+    that its keys need not be read (ListAccessKeys).
+
+    It is only ever a reason to leave a user alone: every action is decided from the user's keys themselves. True
+    only when all of these hold (otherwise the keys are read, as for any user):
+    - the report lists the user with one key only, Active, with its creation time;
+    - the secret exists, is not scheduled for deletion, and its AWSCURRENT is a key the workflow stored (its
+      version id names the key);
+    - the secret last changed at or after that key's creation and within STORE_WINDOW of it, as when the workflow
+      created and stored it: a key made by hand after the store is newer than the secret's last change, and a
+      secret changed since (a forced run, a person) no longer matches the key the report shows;
+    - the user carries no inactive-since tag: the report may not show an Inactive key at all;
+    - the key's age in whole days is not a multiple of FULL_READ_DAYS: on those days the keys are read anyway, so a
+      key the report cannot show (one deactivated by hand) is seen within FULL_READ_DAYS days, and a key created
+      today (age 0) is always read;
+    - deciding with that one key as the secret's (decide) changes nothing, tags included, and sends no notice.
+    What the report cannot show of the last hours (a key made, deactivated or deleted by hand after it was
+    generated, at most four hours before the run), the next run whose report is newer than the change sees.
+    """
+    if reported is None or len(reported.keys) != 1 or not reported.keys[0].active or reported.keys[0].created is None:
+        return False
+    created = reported.keys[0].created
+    if not secret.exists or secret.scheduled_for_deletion or secret.key_id is None or secret.changed is None:
+        return False
+    if not created <= secret.changed <= created + STORE_WINDOW:
+        return False
+    if any(tag.startswith(INACTIVE_SINCE_TAG_PREFIX) for tag in tags) or (now - created).days % FULL_READ_DAYS == 0:
+        return False
+    decision = decide(
+        user, [Key(secret.key_id, True, created)], secret, now, policy, tags=tags, tag_count=tag_count, recorded_at=now
+    )
+    return decision.outcome == "unchanged" and not (decision.has_actions or decision.notices or decision.read_last_use)
 
 
 def _decide(user, keys, secret, now, policy, force, recorded_at) -> Decision:

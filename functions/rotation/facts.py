@@ -48,6 +48,7 @@ class Secret:
     name: str = ""  # where the user's key is kept (or will be)
     recorded: str | None = None  # the secret the user's SECRET_TAG names: where the workflow last stored its key
     arn: str = ""  # when it exists
+    changed: datetime | None = None  # its LastChangedDate: the last time anything changed it
 
 
 MISSING_SECRET = Secret()

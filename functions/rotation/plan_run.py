@@ -8,10 +8,14 @@ in bulk (GetAccountAuthorizationDetails, a thousand a call) and every secret und
 writes the users the run must plan, in batches, to ``runs/<execution name>/users-to-plan.json``: the managed users,
 and the users the workflow once managed (their secret says so) that left the scope or were deleted. Their keys
 are read later, batch by batch, so this Lambda's time grows with the account only by a call per thousand users.
+A scheduled run also reads the account's credential report (IAM's one bulk read of keys, up to four hours old):
+a managed user it shows needs nothing this run (decisions.untouched_by_report) is counted unchanged, and its keys
+are not read at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
@@ -98,7 +102,9 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
             secrets = reading.workflow_secrets(secretsmanager, settings.secret_name_prefix)
             if request.users:
                 return account, _requested_users(iam, settings, request.users, secrets, account.id, role), None
-            return account, _every_user_to_plan(iam, settings, secrets, account.id, role), None
+            # With ConsumerPrincipalArn, every secret's policy is read anyway, beside its user's keys.
+            report = None if settings.consumer_principal_arn else reading.credential_report(iam)
+            return account, _every_user_to_plan(iam, settings, secrets, account.id, role, report, request.time), None
         except reading.AccountUnreachable as error:
             return account, error.reason(settings, account), error.code in targets.DENIED
         except reading.READ_ERRORS as error:
@@ -110,7 +116,7 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
                 "hub's UserPath and SecretNamePrefix; the next run tries again"
             ), False  # its role let the hub in: the member stack is there
 
-    users, unreachable, user_problems = [], [], []
+    users, unreachable, user_problems, untouched = [], [], [], 0
     with ThreadPoolExecutor(max(1, min(settings.parallel_batches, len(accounts) or 1))) as pool:
         for account, read_users, role_missing in pool.map(read, accounts):
             if role_missing is not None:
@@ -120,13 +126,15 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
                 users += read_users[0]
                 user_problems += read_users[1]
             else:
-                users += read_users
+                users += read_users[0]
+                untouched += read_users[1]
     if request.users:
         _reject_unknown_users(request.users, users, user_problems, settings, [p["account"] for p in unreachable])
-    managed = sum(u["managed"] for u in users)
+    managed = sum(u["managed"] for u in users) + untouched
     logger.info(
-        "%d managed users, %d that left rotation with a secret, in %d accounts (%d unreachable)",
-        managed, len(users) - managed, len(accounts), len(unreachable),
+        "%d managed users (%d of them shown by the credential report to need nothing), %d that left rotation with a "
+        "secret, in %d accounts (%d unreachable)",
+        managed, untouched, len(users) - managed + untouched, len(accounts), len(unreachable),
     )
 
     folder = f"runs/{name}/"
@@ -154,6 +162,7 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
         ownerEmailsPrefix=folder + "owner-emails-sent",
         batches=len(batches),
         managedUsers=managed,
+        untouchedUsers=untouched,
         accounts=len(accounts),
         unreachableAccounts=len(unreachable),
         unreachableAccountsKey=accounts_key,
@@ -162,14 +171,23 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
     )
 
 
-def _every_user_to_plan(iam, settings: Settings, secrets: dict, account: str, role: str) -> list[UserToPlan]:
-    """Every managed user, and every user (or user name) a secret of the workflow stands for that is no longer
-    managed: its rotation may be half done."""
-    planned, seen = [], set()
+def _every_user_to_plan(
+    iam, settings: Settings, secrets: dict, account: str, role: str, report, now
+) -> tuple[list[UserToPlan], int]:
+    """(every managed user whose keys must be read, and every user (or user name) a secret of the workflow stands
+    for that is no longer managed: its rotation may be half done; how many managed users the credential report
+    ``report`` (reading.credential_report) shows need nothing at ``now``: decisions.untouched_by_report)."""
+    planned, seen, untouched = [], set(), 0
     for name, path, tags in reading.every_user(iam):
         seen.add(decisions.user_key(name))
         secret = reading.secret_of(name, secrets, settings.secret_name_prefix)
         if decisions.is_managed(path, tags, settings.user_path, settings.user_tag_key, settings.user_tag_value):
+            if report is not None and decisions.untouched_by_report(
+                name, report.get(decisions.user_key(name)),
+                dataclasses.replace(secret, recorded=tags.get(decisions.SECRET_TAG)), tags, len(tags), now, settings.policy,
+            ):
+                untouched += 1
+                continue
             planned.append(_to_plan(name, tags, secret, settings, account, role))
         elif secret.exists:
             why = (
@@ -183,7 +201,7 @@ def _every_user_to_plan(iam, settings: Settings, secrets: dict, account: str, ro
             for secret in found:  # no user of that name any more
                 user = secret.name[len(settings.secret_name_prefix) :]
                 planned.append(_to_plan(user, {}, secret, settings, account, role, why="the user no longer exists", exists=False))
-    return planned
+    return planned, untouched
 
 
 def _organization_accounts(organizations, scope, settings: Settings) -> list:
