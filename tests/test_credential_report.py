@@ -5,10 +5,16 @@ stale as AWS's may be (emulator/credential_report.py). The rule itself: tests/te
 The ``emulate`` fixture (tests/test_rotation_workflow.py) checks the invariants and scans for leaked secrets after
 every run."""
 
-from test_rotation_workflow import account_with, emulate, iam, key, keys, outcomes, staged, summary  # noqa: F401 (emulate is a fixture)
+import time
+from datetime import timedelta
+from unittest import mock
 
 import decisions
-from emulator import account
+import reading
+from test_rotation_workflow import account_with, emulate, iam, key, keys, outcomes, staged, summary  # noqa: F401 (emulate is a fixture)
+from test_strict_aws import moto_account
+
+from emulator import account, stack
 from emulator.faults import about_user, failing
 
 STEADY_AND_DUE = account_with(("steady", [key(11, in_secret=True)]), ("due", [key(85, in_secret=True)]))
@@ -69,3 +75,58 @@ def test_a_key_deactivated_by_hand_that_the_report_does_not_show_is_seen_on_the_
     aws.advance(4)
     aws.scheduled_run()  # day 65: read, and its recovery window starts now
     assert account.tags_of("app")[decisions.inactive_since_tag(old)] == decisions.format_time(aws.schedule)
+
+
+def test_across_an_organization_each_account_plans_from_its_own_report_or_without_one(emulate):
+    from moto.iam.models import IAMBackend
+    from test_organization import organization, user
+
+    from emulator.faults import aws_error
+
+    aws = emulate(organization(("payments", [user("steady", 11), user("calm", 12)], True), ("analytics", [user("steady", 11)], True)))
+    payments, analytics = aws.member_accounts["payments"], aws.member_accounts["analytics"]
+    generate = IAMBackend.generate_report
+
+    def refused_in_analytics(backend):  # analytics' member stack is from before the hub read the report
+        if backend.account_id == analytics:
+            raise aws_error("iam", "AccessDenied")
+        return generate(backend)
+
+    with mock.patch.object(IAMBackend, "generate_report", refused_in_analytics), failing(
+        "iam", "list_access_keys", "ServiceFailure", when=about_user("steady")
+    ):
+        run = aws.scheduled_run()
+
+    # payments' steady, planned from its report, was not read; analytics' steady was read (and its read failed).
+    by_account = {(u.get("account"), u["user"]): u["outcome"] for u in summary(run)["users"]}
+    assert by_account == {(stack.ACCOUNT_ID, "hub-deployer"): "rotated", (analytics, "steady"): "failed"}
+    assert (summary(run)["managedUsers"], summary(run)["unchangedUsers"]) == (4, 2)  # payments' two, from its report
+    assert payments not in {a["account"] for a in run.unreachable_accounts}
+
+
+# --- reading the report (reading.credential_report) on the emulator's IAM ------------------------------------
+
+
+def test_the_report_is_read_once_iam_has_written_it_and_given_up_on_past_the_waits_or_the_deadline(monkeypatch):
+    with moto_account(strict=True) as clock:
+        iam().create_user(UserName="app")
+        monkeypatch.setattr(reading, "pause", lambda seconds: clock.move_to_at_least(clock.now + timedelta(seconds=seconds)))
+        assert set(reading.credential_report(iam())) == {"app"}  # STARTED, waited, COMPLETE, read
+
+    with moto_account(strict=True):
+        monkeypatch.setattr(reading, "pause", lambda seconds: None)  # IAM never finishes
+        assert reading.credential_report(iam()) is None
+    with moto_account(strict=True) as clock:
+        monkeypatch.setattr(reading, "pause", lambda seconds: clock.move_to_at_least(clock.now + timedelta(seconds=seconds)))
+        assert reading.credential_report(iam(), deadline=time.monotonic()) is None  # no time left to wait
+
+
+def test_a_report_that_is_not_one_is_not_used():
+    class Unreadable:
+        def generate_credential_report(self):
+            return {"State": "COMPLETE"}
+
+        def get_credential_report(self):
+            return {"Content": b"\xff\xfe not text", "GeneratedTime": None}
+
+    assert reading.credential_report(Unreadable()) is None

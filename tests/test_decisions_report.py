@@ -3,6 +3,8 @@ a user, so its keys are not read; and parse_credential_report, which reads the r
 row but the first is one reason the keys must be read after all."""
 
 from dataclasses import replace
+from datetime import timedelta
+
 import pytest
 from decision_tables import NOW, POLICY, ago
 
@@ -36,7 +38,13 @@ CASES = [
     ("no key at all", reported(), stored(11), TAGS, {}, False),
     ("an Active key the report gives no date", reported((True, None)), stored(11), TAGS, {}, False),
     # what it is due: decided as decide() would with that key
-    ("rotation is due", reported((True, ago(80))), stored(80), TAGS, {}, False),
+    ("rotation is due", reported((True, ago(81))), stored(81), TAGS, {}, False),
+    ("rotation is due for this user's own maximum age (tag)", reported((True, ago(21))), stored(21),
+     {**TAGS, decisions.MAX_AGE_TAG: "30"}, {}, False),
+    ("an exemption that ended (the report says so)", ONE_KEY_11_DAYS, stored(11),
+     {**TAGS, decisions.EXEMPT_UNTIL_TAG: "2026-01-01", decisions.EXEMPT_REASON_TAG: "audit"}, {}, False),
+    ("a secret name Secrets Manager refuses", ONE_KEY_11_DAYS, stored(11, name="iam-key-rotation/a,b", recorded="iam-key-rotation/a,b"),
+     {decisions.SECRET_TAG: "iam-key-rotation/a,b"}, {}, False),
     ("rotation is due within the owners' notice window", ONE_KEY_11_DAYS, stored(11), TAGS,
      {"policy": decisions.Policy.from_days(90, 7, 7, notice=75)}, False),
     ("exempt by tag", ONE_KEY_11_DAYS, stored(11), {**TAGS, decisions.EXEMPT_UNTIL_TAG: "2026-02-01", decisions.EXEMPT_REASON_TAG: "audit"}, {}, False),
@@ -57,6 +65,8 @@ CASES = [
     ("the secret changed long after the key was stored", ONE_KEY_11_DAYS, stored(11, changed=ago(9)), TAGS, {}, False),
     ("the secret changed within STORE_WINDOW of the key: as the workflow stores it", ONE_KEY_11_DAYS,
      stored(11, changed=ago(11) + decisions.STORE_WINDOW), TAGS, {}, True),
+    ("a key made 20 minutes before the one stored (a second rotation), which a person then deleted",
+     ONE_KEY_11_DAYS, stored(11, changed=ago(11) + timedelta(minutes=20)), TAGS, {}, False),
     ("the secret changed after the report was written: a forced run stored a key made today",
      reported((True, ago(11))), stored(0), TAGS, {}, False),
 ]
@@ -93,11 +103,19 @@ def test_the_report_is_read_as_iam_writes_it():
         row("none"),
         row("second-slot-only", key2=("true", "2026-01-02T00:00:00+00:00")),
         row("garbled", ("true", "yesterday")),
+        row("victim,,,,,", ("true", "2026-01-03T00:00:00+00:00")),  # a comma in a name, written unquoted
+        row("twice", ("true", "2026-01-03T00:00:00+00:00")),
+        row("TWICE", ("true", "2026-01-03T00:00:00+00:00")),
+        row("elsewhere").replace("user/elsewhere", "user/someone-else"),
+        '"quoted,name","arn:aws:iam::123456789012:user/quoted,name",2026-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,'
+        "true,2026-01-04T00:00:00+00:00,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
     ])
 
     users = decisions.parse_credential_report(text)
 
-    assert set(users) == {"app", "two", "none", "second-slot-only"}  # by user key; the root and an unreadable row left out
+    # By user key. Left out: the root; a date that does not parse; a row whose fields do not match the header; a
+    # name listed twice; an ARN that is not the row's user. A quoted name is read whole.
+    assert set(users) == {"app", "two", "none", "second-slot-only", "quoted,name"}
     assert users["app"] == ReportedUser("App", (ReportedKey(True, decisions.parse_time("2026-01-01T10:00:00Z")),))
     assert [k.active for k in users["two"].keys] == [True, False]
     assert users["none"].keys == ()

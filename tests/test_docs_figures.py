@@ -127,7 +127,7 @@ FIGURES = [
     ("batch sizes", r"in batches of (\d+) and (\d+)", ("users per plan batch", "users per act batch")),
     ("the plan batch", r"batches of at most (\d+) \(and (\d+) KiB\)", ("users per plan batch", "KiB per plan batch")),
     ("the act batch", r"users to act on in batches of (\d+)", ("users per act batch",)),
-    ("children that plan", r"one child per (\d+) users \|", ("users per plan batch",)),
+    ("children that plan", r"one child per (\d+) users that may need action \|", ("users per plan batch",)),
     ("children that act", r"one child per (\d+) users acted on", ("users per act batch",)),
     ("the report's bounds", r"at most (\d+) users \(problems first, the first (\d+) in full\)",
      ("users in the report summary", "users in full")),

@@ -85,8 +85,10 @@ from times import _days, _hours_or_days, format_time, iam_seconds, parse_time
 
 # How far a given "time" may lie after the execution's start (clocks and scheduling differ by seconds).
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-# The workflow stores a key in the run that creates it, and a run ends within the state machine's 6-hour timeout.
-STORE_WINDOW = timedelta(hours=6)
+# The workflow stores a key right after creating it: "Store new key in secret" (or "Create secret with new key")
+# retries for about two minutes, and "Grant the consumer read access" follows. The secret last changes within this
+# long of the key's creation.
+STORE_WINDOW = timedelta(minutes=15)
 # A user's keys are read on every day of its key's age that is a multiple of this, whatever the report says: what
 # the report cannot show (an Inactive key, see reported.py) is seen within that many days on a daily schedule, and
 # within that many runs on a weekly one (5 and 7 have no common divisor).
@@ -198,7 +200,10 @@ def untouched_by_report(
       version id names the key);
     - the secret last changed at or after that key's creation and within STORE_WINDOW of it, as when the workflow
       created and stored it: a key made by hand after the store is newer than the secret's last change, and a
-      secret changed since (a forced run, a person) no longer matches the key the report shows;
+      secret changed since (a forced run, a person) no longer matches the key the report shows. The report has no
+      key ids, so this matches by time: two keys the workflow created within STORE_WINDOW of each other (a forced
+      rotation minutes after another), the newer then deleted by hand, would match the older; the full reads
+      below bound that to FULL_READ_DAYS;
     - the user carries no inactive-since tag: the report may not show an Inactive key at all;
     - the key's age in whole days is not a multiple of FULL_READ_DAYS: on those days the keys are read anyway, so a
       key the report cannot show (one deactivated by hand) is seen within FULL_READ_DAYS days, and a key created

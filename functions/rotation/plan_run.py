@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 
@@ -31,6 +32,10 @@ logger = logging.getLogger()
 logger.setLevel(logging.INFO)
 
 
+# "Plan the run" stops waiting for credential reports with this much of its time left.
+REPORT_WAIT_MARGIN = 300
+
+
 class RunInProgress(Exception):
     """An earlier run of this state machine is still running: this run changes nothing."""
 
@@ -42,7 +47,9 @@ InvalidConfiguration = decisions.InvalidConfiguration
 def handler(event, context):
     settings = Settings.from_env()
     ensure_single_flight(reading.client("stepfunctions"), event["stateMachine"], event["execution"], event["startTime"])
-    return plan_run(event, settings, reading.in_account, reading.client("s3"), reading.client("organizations"))
+    # Waiting for credential reports stops with five minutes left: the rest of the plan keeps its time.
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - REPORT_WAIT_MARGIN
+    return plan_run(event, settings, reading.in_account, reading.client("s3"), reading.client("organizations"), deadline)
 
 
 def ensure_single_flight(stepfunctions, state_machine_arn: str, execution_arn: str, start_time: str) -> None:
@@ -74,9 +81,10 @@ def ensure_single_flight(stepfunctions, state_machine_arn: str, execution_arn: s
         )
 
 
-def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None) -> RunPlan:
+def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None, deadline: float | None = None) -> RunPlan:
     """``in_account(role_arn, service, session_name)`` gives a client acting in a managed account as its member role
-    (reading.in_account; the tests pass their own)."""
+    (reading.in_account; the tests pass their own). No credential report is waited for past ``deadline``
+    (time.monotonic())."""
     settings.policy.check()
     try:
         scope = targets.parse_targets(settings.target_accounts)
@@ -102,8 +110,7 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
             secrets = reading.workflow_secrets(secretsmanager, settings.secret_name_prefix)
             if request.users:
                 return account, _requested_users(iam, settings, request.users, secrets, account.id, role), None
-            # With ConsumerPrincipalArn, every secret's policy is read anyway, beside its user's keys.
-            report = None if settings.consumer_principal_arn else reading.credential_report(iam)
+            report = reading.credential_report(iam, deadline) if reads_reports else None
             return account, _every_user_to_plan(iam, settings, secrets, account.id, role, report, request.time), None
         except reading.AccountUnreachable as error:
             return account, error.reason(settings, account), error.code in targets.DENIED
@@ -116,8 +123,20 @@ def plan_run(event: dict, settings: Settings, in_account, s3, organizations=None
                 "hub's UserPath and SecretNamePrefix; the next run tries again"
             ), False  # its role let the hub in: the member stack is there
 
+    def ask_for_report(account: targets.Account) -> None:
+        try:
+            reading.ask_for_credential_report(in_account(settings.reader_role(account.id), "iam", reading.session_name()))
+        except reading.AccountUnreachable:
+            pass  # reported when its users are read
+
+    # A scheduled run plans from each account's credential report, which IAM may take a while to write: every
+    # account is asked first, so the reports are written while the others are read. (With ConsumerPrincipalArn
+    # every secret's policy is read anyway, beside its user's keys.)
+    reads_reports = not request.users and not settings.consumer_principal_arn
     users, unreachable, user_problems, untouched = [], [], [], 0
     with ThreadPoolExecutor(max(1, min(settings.parallel_batches, len(accounts) or 1))) as pool:
+        if reads_reports:
+            list(pool.map(ask_for_report, [a for a in accounts if a.status == targets.ACTIVE]))
         for account, read_users, role_missing in pool.map(read, accounts):
             if role_missing is not None:
                 failing = targets.fails_the_run(account, role_missing)

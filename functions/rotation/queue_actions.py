@@ -28,7 +28,8 @@ def handler(event, context):
 def queue_actions(run: RunPlan, plans: dict, settings: Settings, s3) -> Queue:
     planned, failed = run_records.map_run_results(s3, plans)
     # Users the credential report showed need nothing were not planned batch by batch: unchanged.
-    summary = {"managed": run["untouchedUsers"], "unchanged": run["untouchedUsers"], **{listed: [] for listed in LISTED}}
+    untouched = run.get("untouchedUsers", 0)  # 0 in a run planned before the field existed
+    summary = {"managed": untouched, "unchanged": untouched, **{listed: [] for listed in LISTED}}
     actions = []
     for _, batch in planned:
         batch: BatchPlan

@@ -6,6 +6,7 @@ IAM publishes no throttle numbers).
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import logging
@@ -241,12 +242,22 @@ def pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def credential_report(iam) -> dict[str, decisions.ReportedUser] | None:
+def ask_for_credential_report(iam) -> None:
+    """Have IAM start writing the account's credential report, so that it is ready when the plan reads it; an
+    error is the plan's to meet then (credential_report)."""
+    try:
+        iam.generate_credential_report()
+    except READ_ERRORS:
+        pass
+
+
+def credential_report(iam, deadline: float | None = None) -> dict[str, decisions.ReportedUser] | None:
     """Each user's keys as the account's credential report shows them: IAM's one bulk read of keys, up to four hours
     old (GenerateCredentialReport makes a new one only when the last is older).
 
-    None when it cannot be had (not written in time, throttled past the retries, or refused: a member stack from
-    before the hub read it). The plan then reads every user's keys, as it always could: nothing is lost but speed."""
+    None when it cannot be had: not written within REPORT_WAITS or by ``deadline`` (time.monotonic()), throttled
+    past the retries, refused (a member stack from before the hub read it), or not readable as a report. The plan
+    then reads every user's keys, as it always could: nothing is lost but speed."""
     try:
         for wait in (*REPORT_WAITS, None):
             if iam.generate_credential_report()["State"] == "COMPLETE":
@@ -254,13 +265,15 @@ def credential_report(iam) -> dict[str, decisions.ReportedUser] | None:
                 content = got["Content"]
                 logger.info("credential report generated at %s", got.get("GeneratedTime"))
                 return decisions.parse_credential_report(content.decode("utf-8") if isinstance(content, bytes) else content)
-            if wait is None:
+            if wait is None or (deadline is not None and time.monotonic() + wait > deadline):
                 logger.warning("the credential report was not ready in time: every user's keys are read")
                 return None
             pause(wait)
     except READ_ERRORS as error:
         logger.warning("no credential report (%s): every user's keys are read", error_text(error))
-        return None
+    except (UnicodeDecodeError, csv.Error, AttributeError, TypeError) as error:  # not a report this code can read
+        logger.warning("the credential report could not be read (%s): every user's keys are read", type(error).__name__)
+    return None
 
 
 # --- secrets --------------------------------------------------------------------------------------------------

@@ -37,17 +37,26 @@ class ReportedUser:
 
 def parse_credential_report(text: str) -> dict[str, ReportedUser]:
     """Each IAM user of the report, by its user key (names are unique whatever their letter case). A row this
-    code cannot read is left out: its user is then read key by key, as one the report does not list."""
-    users = {}
+    code cannot read for certain is left out, and its user is then read key by key, as one the report does not
+    list: a row with more or fewer fields than the header (a name holding a comma, written unquoted), one whose
+    ARN does not end in its name, one whose dates do not parse, and every row of a name listed twice."""
+    users, seen_twice = {}, set()
     for row in csv.DictReader(io.StringIO(text)):
         name = row.get("user") or ""
-        if not name or name == ROOT_ROW:
+        if not name or name == ROOT_ROW or None in row or None in row.values():
+            continue
+        if not str(row.get("arn", "")).endswith("/" + name):
             continue
         try:
             keys = tuple(key for slot in (1, 2) if (key := _slot(row, slot)) is not None)
         except (KeyError, ValueError):
             continue
-        users[user_key(name)] = ReportedUser(name, keys)
+        key = user_key(name)
+        if key in users or key in seen_twice:
+            seen_twice.add(key)
+            users.pop(key, None)
+            continue
+        users[key] = ReportedUser(name, keys)
     return users
 
 
