@@ -30,7 +30,8 @@ class AccountState:
 
 def leaked_texts(runs: tuple[Run, ...], secrets: set[str]) -> list[str]:
     """The runs' published texts that hold any of ``secrets``."""
-    return [t for run in runs for t in run.published_texts() if _holds_any(t, secrets)]
+    forty = all(len(s) == 40 for s in secrets)  # once, not per text: 100,000 keys and as many texts
+    return [t for run in runs for t in run.published_texts() if _holds_any(t, secrets, forty)]
 
 
 def invariant_violations(runs: tuple[Run, ...], prefix: str) -> list[str]:
@@ -75,10 +76,11 @@ def _violations(where: str, state: AccountState, retired: set[str], told: str, p
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9/+]{40,}")  # a run of characters a secret access key may hold
 
 
-def _holds_any(text: str, secrets: set[str]) -> bool:
-    """Whether any of the secrets (40 characters each) is in ``text``: every 40-character window of each run of
-    key characters, looked up in the set (a substring search per secret takes hours at 100,000 keys)."""
-    if any(len(s) != 40 for s in secrets):
+def _holds_any(text: str, secrets: set[str], forty: bool) -> bool:
+    """Whether any of the secrets is in ``text``. When all are 40 characters long (``forty``), as IAM issues them:
+    every 40-character window of each run of key characters, looked up in the set (a substring search per secret
+    takes hours at 100,000 keys)."""
+    if not forty:
         return any(s in text for s in secrets)
     return any(
         run[i : i + 40] in secrets for match in _KEY_CHARACTERS.finditer(text) for run in [match.group()] for i in range(len(run) - 39)

@@ -3,8 +3,8 @@
 Event: a contract.BatchToPlan (up to a hundred users, with their tags and secret metadata from "Plan the run").
 Result: a contract.BatchPlan. For each user it reads the keys (ListAccessKeys; a user the credential report showed
 needs nothing never comes here: plan_run), the last use of a key due for deactivation (GetAccessKeyLastUsed), and
-the secret's resource policy where ConsumerPrincipalArn is set, then decides (decisions.py). A user whose keys cannot be read is listed as
-unreadable; the others go on.
+the secret's resource policy where ConsumerPrincipalArn is set, then decides (decisions.py). A user whose keys
+cannot be read is listed as unreadable; the others go on.
 """
 
 from __future__ import annotations
