@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from emulator import stack
+from emulator import account, stack
 
 import decisions  # noqa: E402  (on sys.path through the emulator package, as in the Lambda runtime)
 
@@ -137,5 +137,5 @@ def seed_fleet(specs: list[UserSpec], now: datetime, parameters: dict[str, str],
                     secret_id=secret_name, secret_string=value, secret_binary=None,
                     client_request_token=token, version_stages=["AWSCURRENT"],
                 )
-        # The workflow stored the key when it created it: the secret last changed then (account.backdate_secret).
-        sm.secrets[secret_name].last_changed_date = int(current.create_date.replace(tzinfo=timezone.utc).timestamp())
+        # The workflow stored the key when it created it: the secret last changed then.
+        account.backdate_secret(secret_name, current.create_date.replace(tzinfo=timezone.utc), stack.ACCOUNT_ID)

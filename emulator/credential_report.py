@@ -35,9 +35,8 @@ GENERATION_TIME = dt.timedelta(seconds=2)
 
 @dataclass
 class _Report:
-    started: dt.datetime
     generated: dt.datetime  # when it is ready
-    content: str
+    content: str  # the keys as they were when it was started
 
 
 @contextlib.contextmanager
@@ -54,7 +53,7 @@ def credential_reports_as_aws_makes_them(clock):
         backend.generate_report()  # moto's own step: where a fault (emulator.faults.failing) strikes
         report = getattr(backend, "emulated_credential_report", None)
         if report is None or now - report.generated >= REPORT_LIFETIME:
-            backend.emulated_credential_report = _Report(now, now + GENERATION_TIME, _snapshot(backend))
+            backend.emulated_credential_report = _Report(now + GENERATION_TIME, _snapshot(backend))
             return _result({"State": "STARTED", "Description": "No report exists. Starting a new report generation task"})
         return _result({"State": "INPROGRESS" if now < report.generated else "COMPLETE"})
 
