@@ -50,12 +50,14 @@ def accepted(policy) -> bool:
 
 def code_figures() -> dict[str, int]:
     import decisions
+    import plan_run
     import reading
     import report
     import report_run
     import run_records
 
     from bench import measure
+    from emulator import credential_report
 
     rotation_age = default("MaxKeyAgeDays") - default("InstallWindowDays") - decisions.COMPLIANCE_MARGIN.days
     install, recovery = default("InstallWindowDays"), default("RecoveryWindowDays")
@@ -88,6 +90,11 @@ def code_figures() -> dict[str, int]:
         "run history bound": measure.PARENT_EVENT_LIMIT,
         "timeout hours": ASL["TimeoutSeconds"] // 3600,
         "functions": sum(r["Type"] == "AWS::Serverless::Function" for r in TEMPLATE["Resources"].values()),
+        "store window minutes": int(decisions.STORE_WINDOW.total_seconds() // 60),
+        "full read days": decisions.FULL_READ_DAYS,
+        "report wait minutes": sum(reading.REPORT_WAITS) // 60,
+        "report wait margin minutes": plan_run.REPORT_WAIT_MARGIN // 60,
+        "credential report lifetime hours": int(credential_report.REPORT_LIFETIME.total_seconds() // 3600),
     }
 
 
@@ -141,6 +148,12 @@ FIGURES = [
     ("the state machine's timeout, in the limits", r"`TimeoutSeconds` is (\d+) hours", ("timeout hours",)),
     ("the state machine's timeout, in words", r"(\d+)-hour timeout", ("timeout hours",)),
     ("the stack's functions", r"the stack's (\w+) functions", ("functions",)),
+    ("the store window", r"within (\d+) minutes", ("store window minutes",)),
+    ("the full reads", r"within (\w+) daily runs", ("full read days",)),
+    ("the wait for a report", r"(?:waiting up to|waits\s+at most about) (\w+) minutes", ("report wait minutes",)),
+    ("the wait's margin", r"(?:with (\w+) minutes of the Lambda's time left|has (\w+) minutes left)",
+     ("report wait margin minutes", "report wait margin minutes")),
+    ("the report's age", r"up to (\w+) hours old", ("credential report lifetime hours",)),
 ]
 
 
