@@ -69,3 +69,15 @@ def test_an_inactive_key_shows_no_date_as_iam_documents():
         assert (row["access_key_1_active"], row["access_key_1_last_rotated"]) == ("false", "N/A")
 
     holds_on_the_emulator_and_not_on_plain_moto(check)
+
+
+def test_a_name_holding_a_comma_is_one_field_of_its_row():
+    def check(clock):
+        iam().create_user(UserName="ci,deployer")  # IAM allows a comma in a user name
+        iam().create_access_key(UserName="ci,deployer")
+        generated(clock)
+        rows = report_rows()
+        assert "ci,deployer" in rows  # plain moto writes it bare: the row reads as user "ci", its fields shifted
+        assert rows["ci,deployer"]["access_key_1_active"] == "true" and None not in rows["ci,deployer"]
+
+    holds_on_the_emulator_and_not_on_plain_moto(check)
